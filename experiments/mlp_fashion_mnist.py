@@ -1,0 +1,24 @@
+"""The course's first network on Fashion-MNIST (Chollet, Deep Learning with Python, ch. 2).
+
+Dense(512, relu) → Dense(10, softmax), RMSprop (lr 1e-3), sparse categorical
+cross-entropy, batch 128, 5 epochs.
+
+    jdl train mlp_fashion_mnist
+    jdl train mlp_fashion_mnist --config.data.name=mnist   # when MNIST's files are present
+"""
+
+from jdl.config import base_config
+
+
+def get_config():
+  config = base_config()
+  config.name = "mlp_fashion_mnist"
+  config.data.name = "fashion_mnist"
+  config.data.batch_size = 128
+  config.model.name = "mlp"
+  config.model.options.hidden = (512,)
+  config.loss = "sparse_categorical_crossentropy"
+  config.optimizer.name = "rmsprop"
+  config.optimizer.learning_rate = 1e-3
+  config.epochs = 5
+  return config

@@ -1,0 +1,141 @@
+"""The ``jdl`` command.
+
+    jdl train EXPERIMENT [--workdir DIR] [--resume | --overwrite] [--config.KEY=VALUE ...]
+    jdl summary MODEL [--input-shape 28,28,1] [--num-classes 10] [--option KEY=VALUE ...]
+    jdl data prepare NAME
+    jdl list {experiments,models,datasets}
+
+Only argparse is imported up front; each command imports what it needs, so the
+command starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+
+def _split_config_overrides(extra: Sequence[str]) -> list[tuple[str, str]]:
+  """``--config.a.b=1`` or ``--config.a.b 1`` → ``[('a.b', '1')]``."""
+  overrides, i = [], 0
+  while i < len(extra):
+    arg = extra[i]
+    if not arg.startswith("--config."):
+      raise SystemExit(f"jdl train: unrecognised argument {arg!r}; overrides look like --config.KEY=VALUE")
+    body = arg[len("--config."):]
+    if "=" in body:
+      key, value = body.split("=", 1)
+      i += 1
+    else:
+      if i + 1 >= len(extra):
+        raise SystemExit(f"jdl train: {arg} needs a value")
+      key, value = body, extra[i + 1]
+      i += 2
+    overrides.append((key, value))
+  return overrides
+
+
+def _cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  from jdl import config as config_lib  # pylint: disable=g-import-not-at-top
+
+  overrides = _split_config_overrides(extra)
+  config = config_lib.load_experiment(args.experiment)
+  config_lib.apply_overrides(config, overrides)
+
+  from jdl.train import experiment  # pylint: disable=g-import-not-at-top
+
+  workdir = args.workdir or experiment.default_workdir(config)
+  summary = experiment.train_and_evaluate(config, workdir, resume=args.resume, overwrite=args.overwrite)
+  shown = {k: summary[k] for k in ("test_accuracy", "test_loss") if k in summary}
+  parts = [f"{k}={v:.4f}" for k, v in shown.items()]
+  parts.append(f"examples/s={summary['examples_per_second']:,.0f}")
+  parts.append(f"train={summary['train_seconds']:.1f}s compile={summary['compile_seconds']:.1f}s")
+  print(" ".join(parts))
+  print(f"results: {summary['workdir']} (summary.json, metrics.jsonl, curves.png, checkpoints/)")
+  return 0
+
+
+def _cmd_summary(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  if extra:
+    raise SystemExit(f"jdl summary: unrecognised arguments {' '.join(extra)}")
+  from jdl.models import summary as summary_lib  # pylint: disable=g-import-not-at-top
+
+  return summary_lib.summary_main(args.argv)
+
+
+def _cmd_data(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  if extra:
+    raise SystemExit(f"jdl data: unrecognised arguments {' '.join(extra)}")
+  from jdl import data  # pylint: disable=g-import-not-at-top
+
+  for name in args.names:
+    data.prepare(name)
+    info = data.info(name)
+    print(f"{name}: ready ({info})")
+  return 0
+
+
+def _cmd_list(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  del extra
+  if args.what == "experiments":
+    from jdl import config as config_lib  # pylint: disable=g-import-not-at-top
+
+    names = config_lib.list_experiments()
+  elif args.what == "models":
+    import jdl.models  # pylint: disable=g-import-not-at-top
+
+    names = jdl.models.list_models()
+  else:
+    from jdl import data  # pylint: disable=g-import-not-at-top
+
+    names = data.list_datasets()
+  print("\n".join(names))
+  return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="jdl", description="jdl: train and inspect JAX models.")
+  sub = parser.add_subparsers(dest="command", required=True)
+
+  train = sub.add_parser("train", help="run an experiment",
+                         description="Run an experiment: a name under experiments/ or a config file's path. "
+                                     "Override any config field with --config.KEY=VALUE.")
+  train.add_argument("experiment", help="experiment name (see `jdl list experiments`) or path to a .py config")
+  train.add_argument("--workdir", help="run directory (default: runs/<experiment>/<timestamp>)")
+  train.add_argument("--resume", action="store_true", help="continue the run in --workdir from its latest checkpoint")
+  train.add_argument("--overwrite", action="store_true", help="delete --workdir first if it holds a run")
+  train.set_defaults(fn=_cmd_train)
+
+  summary = sub.add_parser("summary", help="layers, shapes, parameter counts and sizes of a model",
+                           add_help=False)
+  summary.add_argument("argv", nargs=argparse.REMAINDER)
+  summary.set_defaults(fn=_cmd_summary)
+
+  data = sub.add_parser("data", help="prepare datasets")
+  data_sub = data.add_subparsers(dest="data_command", required=True)
+  prepare = data_sub.add_parser("prepare", help="prepare datasets once (reused afterwards)")
+  prepare.add_argument("names", nargs="+")
+  prepare.set_defaults(fn=_cmd_data)
+
+  lister = sub.add_parser("list", help="list experiments, models or datasets")
+  lister.add_argument("what", choices=("experiments", "models", "datasets"))
+  lister.set_defaults(fn=_cmd_list)
+  return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  parser = build_parser()
+  args, extra = parser.parse_known_args(argv)
+  try:
+    return args.fn(args, extra)
+  except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError) as e:
+    if os.environ.get("JDL_DEBUG"):
+      raise
+    print(f"jdl {args.command}: error: {e}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,189 @@
+"""Experiment configs: ``ml_collections.ConfigDict`` files and ``--config.KEY=VALUE`` overrides.
+
+An experiment is a Python file with ``get_config() -> ConfigDict``, usually
+starting from ``jdl.config.base_config()`` and overriding what differs. The
+file is imported before training, so models, losses or optimizers registered in
+it are available to the run.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+import pathlib
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import ml_collections
+
+# Where `jdl train NAME` looks for NAME.py, after ./experiments.
+_PACKAGE_EXPERIMENTS = pathlib.Path(__file__).resolve().parent.parent / "experiments"
+# Sub-dicts whose keys are free-form (a model's or optimizer's own options).
+_OPEN_KEYS = ("model.options", "optimizer.hparams", "optimizer.schedule", "loss_options")
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every field ``jdl train`` reads, with its default."""
+  c = ml_collections.ConfigDict()
+  c.name = ""  # the experiment's name; defaults to its file's name
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "fashion_mnist"
+  c.data.train_split = "train"
+  c.data.eval_split = "test"  # evaluated after every epoch (eval_*)
+  c.data.test_split = "test"  # evaluated once at the end (test_*)
+  c.data.batch_size = 128
+  c.data.eval_batch_size = 1000
+  c.data.on_device = "auto"  # 'auto' | 'true' | 'false'
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "mlp"
+  c.model.options = ml_collections.ConfigDict()
+
+  c.loss = "sparse_categorical_crossentropy"
+  c.loss_options = ml_collections.ConfigDict()
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "rmsprop"
+  c.optimizer.learning_rate = 1e-3
+  c.optimizer.hparams = ml_collections.ConfigDict()
+  c.optimizer.schedule = ml_collections.ConfigDict()  # empty: constant learning rate
+  c.optimizer.clip_global_norm = 0.0  # 0: no clipping
+  c.optimizer.accumulate_steps = 1
+
+  c.epochs = 5
+  c.progress = "auto"  # 'auto' | 'true' | 'false'
+  c.chunks_per_epoch = 10  # progress updates per epoch
+
+  c.early_stopping = ml_collections.ConfigDict()
+  c.early_stopping.enabled = False
+  c.early_stopping.monitor = "eval_loss"
+  c.early_stopping.mode = "auto"
+  c.early_stopping.patience = 3
+  c.early_stopping.min_delta = 0.0
+  c.early_stopping.restore_best = True
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.enabled = True
+  c.checkpoint.keep = 3
+  c.checkpoint.monitor = "eval_accuracy"  # '' keeps only the last `keep`
+  c.checkpoint.mode = "auto"
+
+  c.strategy = "single"
+  c.plot = True
+  return c
+
+
+def experiments_dirs() -> list[pathlib.Path]:
+  """Where experiment names are looked up, in order."""
+  dirs = [pathlib.Path.cwd() / "experiments"]
+  dirs += [pathlib.Path(p) for p in os.environ.get("JDL_EXPERIMENTS", "").split(os.pathsep) if p]
+  dirs.append(_PACKAGE_EXPERIMENTS)
+  return dirs
+
+
+def list_experiments() -> list[str]:
+  names = set()
+  for d in experiments_dirs():
+    if d.is_dir():
+      names.update(p.stem for p in d.glob("*.py") if not p.name.startswith("_"))
+  return sorted(names)
+
+
+def find_experiment(experiment: str) -> pathlib.Path:
+  """Resolves an experiment name or a path to its config file."""
+  path = pathlib.Path(experiment)
+  if path.suffix == ".py" or os.sep in experiment:
+    if not path.is_file():
+      raise FileNotFoundError(f"experiment: no config file at {path}")
+    return path.resolve()
+  for d in experiments_dirs():
+    candidate = d / f"{experiment}.py"
+    if candidate.is_file():
+      return candidate.resolve()
+  raise ValueError(f"experiment: unknown experiment {experiment!r}; known experiments: "
+                   f"{', '.join(list_experiments())} (or give the path of a config file)")
+
+
+def load_experiment(experiment: str) -> ml_collections.ConfigDict:
+  """Imports the experiment's file (running its registrations) and calls ``get_config()``."""
+  path = find_experiment(experiment)
+  module_name = f"jdl_experiment_{path.stem}"
+  spec = importlib.util.spec_from_file_location(module_name, path)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[module_name] = module
+  spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise AttributeError(f"experiment: {path} defines no get_config() function")
+  config = module.get_config()
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise TypeError(f"experiment: {path}'s get_config() must return an ml_collections.ConfigDict, "
+                    f"got {type(config).__name__}")
+  if not config.get("name"):
+    with config.unlocked():
+      config.name = path.stem
+  return config
+
+
+def _parse_value(text: str) -> Any:
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text  # a bare string such as adam or fashion_mnist
+
+
+def apply_override(config: ml_collections.ConfigDict, key: str, text: str) -> None:
+  """Sets ``config.<key>`` from the string ``text`` (``--config.<key>=<text>``).
+
+  The value is read as a Python literal (``1e-3``, ``(256, 128)``, ``True``) or
+  else as a string, then checked against the field's type. Unknown keys are an
+  error naming the known ones, except inside free-form option dicts.
+  """
+  parts = key.split(".")
+  node = config
+  for depth, part in enumerate(parts[:-1]):
+    if part not in node:
+      raise ValueError(f"--config.{key}: no field {'.'.join(parts[:depth + 1])!r}; "
+                     f"known fields here: {', '.join(sorted(node.keys()))}")
+    node = node[part]
+    if not isinstance(node, ml_collections.ConfigDict):
+      raise ValueError(f"--config.{key}: {'.'.join(parts[:depth + 1])!r} is a value, not a group")
+  leaf = parts[-1]
+  value = _parse_value(text)
+  parent = ".".join(parts[:-1])
+  if leaf not in node:
+    if parent not in _OPEN_KEYS:
+      raise ValueError(f"--config.{key}: no field {key!r}; known fields"
+                     f"{' of ' + parent if parent else ''}: {', '.join(sorted(node.keys()))}")
+    with node.unlocked():
+      node[leaf] = value
+    return
+  current = node[leaf]
+  if isinstance(current, bool) and not isinstance(value, bool):
+    raise TypeError(f"--config.{key}: expected True or False, got {text!r}")
+  if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+    value = float(value)
+  if isinstance(current, tuple) and isinstance(value, list):
+    value = tuple(value)
+  if isinstance(current, ml_collections.ConfigDict):
+    raise TypeError(f"--config.{key}: is a group of fields ({', '.join(sorted(current.keys()))}); "
+                    "set its fields one by one")
+  try:
+    node[leaf] = value
+  except TypeError as e:
+    raise TypeError(f"--config.{key}: expected a value of type {type(current).__name__}, "
+                    f"got {text!r} ({type(value).__name__})") from e
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[tuple[str, str]]) -> ml_collections.ConfigDict:
+  for key, text in overrides:
+    apply_override(config, key, text)
+  return config
+
+
+def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """A JSON-friendly copy (tuples become lists)."""
+  return config.to_dict()

@@ -1,0 +1,170 @@
+"""Callbacks: small objects the fit loop calls at the edges of training and of each epoch.
+
+A callback reads ``run`` (the loop's live context: ``run.state``,
+``run.history``) and may set ``run.stop_training`` or replace ``run.state``.
+The loop stays the only owner of the state; callbacks never mutate arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass
+class Run:
+  """What callbacks see of a running ``fit``."""
+
+  state: Any
+  history: list[dict[str, Any]]
+  epoch: int = 0
+  stop_training: bool = False
+
+
+class Callback:
+  """Base class: override any of the hooks. ``state_dict`` and ``load_state_dict``
+  let a checkpoint carry the callback's own progress (for ``--resume``)."""
+
+  name: str = "callback"
+
+  def on_train_begin(self, run: Run) -> None:
+    pass
+
+  def on_epoch_end(self, run: Run, epoch: int, logs: dict[str, Any]) -> None:
+    pass
+
+  def on_train_end(self, run: Run) -> None:
+    pass
+
+  def state_dict(self) -> dict[str, Any]:
+    return {}
+
+  def load_state_dict(self, state: dict[str, Any]) -> None:
+    del state
+
+
+def resolve_mode(monitor: str, mode: str) -> str:
+  """``'auto'`` means max for accuracy-like metrics and min otherwise."""
+  if mode not in ("auto", "min", "max"):
+    raise ValueError(f"mode: expected 'auto', 'min' or 'max', got {mode!r}")
+  if mode != "auto":
+    return mode
+  maximised = ("acc", "auc", "precision", "recall", "f1", "r2", "map")
+  return "max" if any(word in monitor for word in maximised) else "min"
+
+
+def improved(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
+  if best is None:
+    return not math.isnan(value)
+  if mode == "max":
+    return value > best + min_delta
+  return value < best - min_delta
+
+
+def monitored(logs: dict[str, Any], monitor: str, who: str) -> float:
+  if monitor not in logs:
+    raise KeyError(f"{who}: monitored metric {monitor!r} is not among the epoch's logs "
+                   f"{sorted(logs)}; set monitor to one of them")
+  return float(logs[monitor])
+
+
+class EarlyStopping(Callback):
+  """Stops training when ``monitor`` has not improved for ``patience`` epochs.
+
+  With ``restore_best`` the run ends with the state of the best epoch (kept in
+  device memory as a copy, since the live state's buffers are donated to the
+  next epoch), like Keras' ``restore_best_weights``.
+
+  Args:
+    monitor: a key of the epoch logs, e.g. ``'eval_loss'`` or ``'eval_accuracy'``.
+    patience: epochs without improvement before stopping.
+    mode: ``'min'``, ``'max'`` or ``'auto'`` (from the metric's name).
+    min_delta: the smallest change that counts as an improvement.
+    restore_best: end with the best epoch's state.
+  """
+
+  name = "early_stopping"
+
+  def __init__(self, monitor: str = "eval_loss", patience: int = 3, mode: str = "auto",
+               min_delta: float = 0.0, restore_best: bool = True):
+    if not isinstance(patience, int) or patience < 0:
+      raise ValueError(f"patience: expected a non-negative integer, got {patience!r}")
+    if min_delta < 0:
+      raise ValueError(f"min_delta: expected a non-negative number, got {min_delta!r}")
+    self.monitor = monitor
+    self.patience = patience
+    self.mode = resolve_mode(monitor, mode)
+    self.min_delta = min_delta
+    self.restore_best = restore_best
+    self.best: float | None = None
+    self.best_epoch: int | None = None
+    self.wait = 0
+    self.stopped_epoch: int | None = None
+    self._best_state = None
+    # Set by the runner when a resumed run's best epoch is only on disk:
+    # restore_fn(epoch) -> state.
+    self.restore_fn: Callable[[int], Any] | None = None
+
+  def on_epoch_end(self, run: Run, epoch: int, logs: dict[str, Any]) -> None:
+    value = monitored(logs, self.monitor, "EarlyStopping")
+    if improved(value, self.best, self.mode, self.min_delta):
+      self.best, self.best_epoch, self.wait = value, epoch, 0
+      if self.restore_best:
+        self._best_state = jax.tree.map(jnp.copy, run.state)
+    else:
+      self.wait += 1
+      if self.wait >= self.patience:
+        self.stopped_epoch = epoch
+        run.stop_training = True
+
+  def on_train_end(self, run: Run) -> None:
+    if self.restore_best and self.best_epoch is not None and self.best_epoch != run.epoch:
+      if self._best_state is not None:
+        run.state = self._best_state
+      elif self.restore_fn is not None:
+        run.state = self.restore_fn(self.best_epoch)
+    self._best_state = None
+
+  def state_dict(self) -> dict[str, Any]:
+    return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+
+  def load_state_dict(self, state: dict[str, Any]) -> None:
+    self.best = state.get("best")
+    self.best_epoch = state.get("best_epoch")
+    self.wait = int(state.get("wait", 0))
+
+
+class ModelCheckpoint(Callback):
+  """Saves the state after every epoch through a ``jdl.checkpoint.Checkpointer``.
+
+  The checkpoint's JSON part carries the epoch, the run's history and the other
+  callbacks' progress (``state_dict``), so a resumed run continues exactly
+  where the saved one stood.
+
+  Args:
+    checkpointer: where and how many to keep (the last N and the best).
+    others: the callbacks whose progress is saved alongside.
+  """
+
+  name = "checkpoint"
+
+  def __init__(self, checkpointer, others: list[Callback] | tuple[Callback, ...] = ()):
+    self.checkpointer = checkpointer
+    self.others = list(others)
+
+  def on_epoch_end(self, run: Run, epoch: int, logs: dict[str, Any]) -> None:
+    meta = {
+        "epoch": epoch,
+        "history": run.history,
+        "callbacks": {cb.name: cb.state_dict() for cb in self.others},
+    }
+    metrics = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}
+    self.checkpointer.save(epoch, run.state, meta, metrics)
+
+  def on_train_end(self, run: Run) -> None:
+    self.checkpointer.wait()

@@ -1,0 +1,291 @@
+"""``train_and_evaluate(config, workdir)``: one experiment run, config to summary.
+
+What ``jdl train`` calls. It loads the data, builds the model, loss and
+optimizer named by the config, trains with ``fit`` (checkpointing every epoch,
+optionally stopping early), evaluates on the test split and writes the workdir:
+
+* ``config.json``: the config as run;
+* ``metrics.jsonl``: one line of logs per epoch;
+* ``summary.json``: final test metrics, throughput, timings, versions, devices;
+* ``curves.png``: loss and accuracy per epoch;
+* ``checkpoints/``: Orbax checkpoints (the last N and the best).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import pathlib
+import platform
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+import jdl
+from jdl import config as config_lib
+from jdl.train import callbacks as callbacks_lib
+from jdl.train import loop, step
+from jdl.train.state import create_train_state
+
+
+def default_workdir(config: ml_collections.ConfigDict, root: str | os.PathLike[str] = "runs") -> pathlib.Path:
+  """``runs/<experiment>/<timestamp>``: a fresh directory for every run."""
+  stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+  return pathlib.Path(root) / str(config.get("name", "experiment")) / stamp
+
+
+def prepare_workdir(workdir: str | os.PathLike[str], *, resume: bool, overwrite: bool) -> pathlib.Path:
+  """Creates ``workdir``; refuses to reuse a non-empty one unless asked."""
+  if resume and overwrite:
+    raise ValueError("resume and overwrite: choose one; resume continues the run in workdir, "
+                     "overwrite deletes it")
+  path = pathlib.Path(workdir)
+  if path.exists() and not path.is_dir():
+    raise NotADirectoryError(f"workdir: {path} exists and is not a directory")
+  if path.is_dir() and any(path.iterdir()):
+    if overwrite:
+      shutil.rmtree(path)
+    elif not resume:
+      raise FileExistsError(f"workdir: {path} already holds a run; pass --resume to continue it "
+                            "or --overwrite to delete it and start again")
+  elif resume:
+    raise FileNotFoundError(f"workdir: nothing to resume in {path}: it is empty or missing")
+  path.mkdir(parents=True, exist_ok=True)
+  return path
+
+
+def _write_json(path: pathlib.Path, payload: Any) -> None:
+  """Writes JSON atomically: a half-written file never replaces a complete one."""
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
+  os.replace(tmp, path)
+
+
+def _json_default(value: Any) -> Any:
+  if isinstance(value, (np.generic, jax.Array)):
+    return np.asarray(value).item()
+  if isinstance(value, tuple):
+    return list(value)
+  raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def git_revision(where: str | os.PathLike[str]) -> str | None:
+  try:
+    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5,
+                         check=True)
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return out.stdout.strip() or None
+
+
+def environment() -> dict[str, Any]:
+  """Versions and devices, for the record."""
+  import flax  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+
+  devices = jax.devices()
+  return {
+      "jdl": jdl.__version__,
+      "jax": jax.__version__,
+      "flax": flax.__version__,
+      "optax": optax.__version__,
+      "python": platform.python_version(),
+      "platform": platform.platform(),
+      "backend": jax.default_backend(),
+      "devices": [str(d) for d in devices],
+      "device_kind": devices[0].device_kind,
+      "device_count": len(devices),
+      "cpu_count": os.cpu_count(),
+      "git_revision": git_revision(pathlib.Path(jdl.__file__).parent),
+  }
+
+
+def _bool_option(value: Any, name: str) -> bool | None | str:
+  """Reads 'auto' / 'true' / 'false' (or a bool) config options."""
+  if isinstance(value, bool):
+    return value
+  text = str(value).lower()
+  if text in ("auto", "none"):
+    return None
+  if text in ("true", "1", "yes"):
+    return True
+  if text in ("false", "0", "no"):
+    return False
+  raise ValueError(f"{name}: expected 'auto', true or false, got {value!r}")
+
+
+def build_optimizer(config: ml_collections.ConfigDict, total_steps: int):
+  """The optax chain the config's ``optimizer`` group describes."""
+  from jdl import optim  # pylint: disable=g-import-not-at-top
+
+  if hasattr(optim, "from_config"):
+    return optim.from_config(config.optimizer, total_steps=total_steps)
+  return optim.create(config.optimizer.name, learning_rate=config.optimizer.learning_rate,
+                      **config.optimizer.hparams.to_dict())
+
+
+def load_splits(config: ml_collections.ConfigDict) -> tuple[dict[str, dict[str, np.ndarray]], Any]:
+  """Loads the train, eval and test splits (each split once)."""
+  from jdl import data  # pylint: disable=g-import-not-at-top
+
+  info = data.info(config.data.name)
+  cache: dict[str, dict[str, np.ndarray]] = {}
+  out = {}
+  for role in ("train", "eval", "test"):
+    split = config.data.get(f"{role}_split")
+    if not split:
+      continue
+    if split not in cache:
+      cache[split] = data.load(config.data.name, split)
+    out[role] = cache[split]
+  return out, info
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+  """Runs the experiment ``config`` in ``workdir``; returns the summary.
+
+  Args:
+    config: a config from ``jdl.config.base_config()`` or an experiment file.
+    workdir: the run directory (created; a non-empty one needs ``resume`` or
+      ``overwrite``).
+    resume: continue from the latest checkpoint in ``workdir``.
+    overwrite: delete ``workdir`` first.
+
+  Returns:
+    The contents of ``summary.json``.
+  """
+  wall_start = time.perf_counter()
+  workdir = prepare_workdir(workdir, resume=resume, overwrite=overwrite)
+  if config.strategy != "single":
+    raise ValueError(f"strategy: expected 'single', got {config.strategy!r}")
+
+  t = time.perf_counter()
+  splits, info = load_splits(config)
+  data_seconds = time.perf_counter() - t
+  train_data = splits["train"]
+  input_key = info.input_key
+
+  model = jdl.models.create(config.model.name, num_classes=info.num_classes or 1,
+                            **config.model.options.to_dict())
+  loss_fn = jdl.losses.get(config.loss, **config.loss_options.to_dict()) if config.loss_options \
+      else jdl.losses.get(config.loss)
+  batch_size = config.data.batch_size
+  from jdl.data import pipeline  # pylint: disable=g-import-not-at-top
+
+  pipeline.check_batch_size(pipeline.num_examples(train_data), batch_size, "data.batch_size")
+  steps_per_epoch = pipeline.steps_per_epoch(pipeline.num_examples(train_data), batch_size)
+  tx = build_optimizer(config, total_steps=steps_per_epoch * config.epochs)
+
+  sample = step.scale_images({input_key: jnp.asarray(train_data[input_key][:1])}, input_key)[input_key]
+  state = create_train_state(model, tx, sample, seed=config.seed)
+  classification = info.num_classes is not None
+  example_metrics = step.accuracy if classification else step.no_metrics
+  train_step = step.make_train_step(apply_fn=model.apply, loss_fn=loss_fn, tx=tx, input_key=input_key,
+                                    example_metrics=example_metrics)
+  eval_step = step.make_eval_step(apply_fn=model.apply, loss_fn=loss_fn, input_key=input_key,
+                                  example_metrics=example_metrics)
+
+  callbacks: list[callbacks_lib.Callback] = []
+  early = None
+  if config.early_stopping.enabled:
+    es = config.early_stopping
+    early = callbacks_lib.EarlyStopping(monitor=es.monitor, patience=es.patience, mode=es.mode,
+                                        min_delta=es.min_delta, restore_best=es.restore_best)
+    callbacks.append(early)
+  checkpointer = None
+  if config.checkpoint.enabled:
+    from jdl.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
+
+    monitor = config.checkpoint.monitor or None
+    if monitor and not classification and "accuracy" in monitor:
+      monitor = "eval_loss"
+    mode = callbacks_lib.resolve_mode(monitor or "", config.checkpoint.mode) if monitor else "max"
+    checkpointer = Checkpointer(workdir / "checkpoints", keep=config.checkpoint.keep, monitor=monitor, mode=mode)
+    callbacks.append(callbacks_lib.ModelCheckpoint(checkpointer, others=[cb for cb in callbacks]))
+
+  initial_epoch, history = 0, []
+  metrics_path = workdir / "metrics.jsonl"
+  if resume:
+    if checkpointer is None or checkpointer.latest_epoch() is None:
+      raise FileNotFoundError(f"resume: no checkpoint in {workdir / 'checkpoints'} to resume from")
+    state, meta = checkpointer.restore(state)
+    initial_epoch, history = int(meta["epoch"]), list(meta["history"])
+    for cb in callbacks:
+      cb.load_state_dict(meta.get("callbacks", {}).get(cb.name, {}))
+    # Lines logged after the restored checkpoint belong to the lost part of the run.
+    if metrics_path.exists():
+      kept = [line for line in metrics_path.read_text().splitlines()
+              if line.strip() and json.loads(line)["epoch"] <= initial_epoch]
+      metrics_path.write_text("".join(line + "\n" for line in kept))
+  if early is not None and checkpointer is not None:
+    early.restore_fn = lambda epoch: checkpointer.restore(state_template, epoch)[0]
+  state_template = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), state)
+  _write_json(workdir / "config.json", config_lib.to_dict(config))
+
+  metrics_file = metrics_path.open("a")
+
+  def log_fn(logs: Mapping[str, Any]) -> None:
+    metrics_file.write(json.dumps(dict(logs), default=_json_default) + "\n")
+    metrics_file.flush()
+
+  on_device = _bool_option(config.data.on_device, "data.on_device")
+  try:
+    result = loop.fit(
+        state, train_step, train_data,
+        batch_size=batch_size, epochs=config.epochs,
+        eval_step=eval_step if "eval" in splits else None,
+        eval_data=splits.get("eval"),
+        eval_batch_size=config.data.eval_batch_size,
+        seed=config.seed, callbacks=callbacks,
+        data_on_device="auto" if on_device is None else on_device,
+        progress=_bool_option(config.progress, "progress"),
+        initial_epoch=initial_epoch, chunks_per_epoch=config.chunks_per_epoch,
+        history=history, log_fn=log_fn,
+    )
+  finally:
+    metrics_file.close()
+    if checkpointer is not None:
+      checkpointer.close()
+
+  summary: dict[str, Any] = {
+      "experiment": config.get("name", None),
+      "workdir": str(workdir.resolve()),
+      "epochs_completed": result.history[-1]["epoch"] if result.history else 0,
+      "stopped_early": result.stopped_early,
+      "examples_per_second": result.examples_per_second,
+      "train_seconds": result.train_seconds,
+      "compile_seconds": result.compile_seconds,
+      "data_seconds": data_seconds,
+  }
+  if early is not None:
+    summary["best_epoch"] = early.best_epoch
+    summary[f"best_{early.monitor}"] = early.best
+  if "test" in splits:
+    t = time.perf_counter()
+    evaluator = loop.Evaluator(eval_step, config.data.eval_batch_size)
+    summary.update(evaluator(result.state, splits["test"], prefix="test_"))
+    summary["test_seconds"] = time.perf_counter() - t
+  summary["wall_seconds"] = time.perf_counter() - wall_start
+  summary["config"] = config_lib.to_dict(config)
+  summary["environment"] = environment()
+  summary["history"] = result.history
+  _write_json(workdir / "summary.json", summary)
+  if config.plot and result.history:
+    from jdl.train import plots  # pylint: disable=g-import-not-at-top
+
+    plots.plot_history(result.history, workdir / "curves.png", title=str(config.get("name", "")))
+  return summary

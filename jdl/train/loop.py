@@ -1,0 +1,323 @@
+"""The fit loop: compiled epochs, evaluation, callbacks, throughput.
+
+``fit`` runs a pure ``train_step(state, batch) -> (state, metrics)`` over
+epochs. Where the data fits on the device (the default), each epoch is a few
+calls of one compiled ``lax.scan`` over steps, split into chunks only so the
+progress bar can move; the host reads chunk ``k-1``'s metrics after dispatching
+chunk ``k``, so it never waits on the device mid-epoch. Otherwise batches
+stream from the host, one step ahead.
+
+Every function is compiled ahead of time (``jit(...).lower(...).compile()``),
+so compile time is measured apart from run time and a shape change cannot
+silently recompile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jdl.data import pipeline
+from jdl.train.callbacks import Callback, Run
+from jdl.train.state import TrainState
+
+StepFn = Callable[[TrainState, Mapping[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]
+EvalFn = Callable[[TrainState, Mapping[str, jax.Array]], dict[str, jax.Array]]
+
+
+@dataclasses.dataclass
+class FitResult:
+  """What ``fit`` returns.
+
+  Attributes:
+    state: the final state (the best epoch's, if early stopping restored it).
+    history: one dict of logs per epoch run (``epoch``, ``train_*``, ``eval_*``,
+      ``epoch_seconds``, ``examples_per_second``).
+    compile_seconds: time spent compiling the train and eval programs.
+    train_seconds: wall time of the training epochs, evaluation excluded.
+    examples_per_second: training examples / ``train_seconds``.
+    stopped_early: whether a callback stopped training.
+  """
+
+  state: TrainState
+  history: list[dict[str, Any]]
+  compile_seconds: float
+  train_seconds: float
+  examples_per_second: float
+  stopped_early: bool
+
+
+def choose_chunks(steps: int, target: int) -> int:
+  """The largest divisor of ``steps`` not above ``target``: equal chunks, one compile."""
+  target = max(1, min(target, steps))
+  return max(d for d in range(1, target + 1) if steps % d == 0)
+
+
+def _chunk_program(step_fn: StepFn, batch_size: int, length: int):
+  """``(state, data, perm, start) -> (state, metrics[length])``: ``length`` steps from batch ``start``."""
+
+  def run_chunk(state, data, perm, start):
+    def body(state, i):
+      idx_B = jax.lax.dynamic_slice_in_dim(perm, (start + i) * batch_size, batch_size)
+      batch = {k: jnp.take(v, idx_B, axis=0) for k, v in data.items()}
+      return step_fn(state, batch)
+
+    return jax.lax.scan(body, state, jnp.arange(length, dtype=jnp.int32))
+
+  return run_chunk
+
+
+def _eval_program(eval_fn: EvalFn):
+  """``(state, blocks) -> sums``: the eval step mapped over ``(num_batches, B, ...)`` blocks."""
+
+  def run_eval(state, blocks):
+    sums = jax.lax.map(lambda batch: eval_fn(state, batch), blocks)
+    return jax.tree.map(lambda s: jnp.sum(s, axis=0), sums)
+
+  return run_eval
+
+
+class Evaluator:
+  """Evaluates a state on a dataset, compiling once per dataset shape.
+
+  The dataset is padded into fixed-size batches with a mask (no example is
+  dropped) and kept on the device between calls.
+  """
+
+  def __init__(self, eval_fn: EvalFn, batch_size: int):
+    if not isinstance(batch_size, int) or batch_size < 1:
+      raise ValueError(f"eval_batch_size: expected a positive integer, got {batch_size!r}")
+    self.eval_fn = eval_fn
+    self.batch_size = batch_size
+    self._jitted = jax.jit(_eval_program(eval_fn))
+    self._compiled: dict[Any, Any] = {}
+    self._placed: dict[int, Any] = {}
+    self.compile_seconds = 0.0
+
+  def _blocks(self, arrays: Mapping[str, np.ndarray]):
+    key = id(arrays)
+    if key not in self._placed:
+      n = pipeline.num_examples(arrays)
+      self._placed[key] = (arrays, jax.device_put(pipeline.padded_eval_batches(arrays, min(self.batch_size, n))))
+    return self._placed[key][1]
+
+  def sums(self, state: TrainState, arrays: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
+    """Device sums of the loss and metrics, and ``count``; no host sync."""
+    blocks = self._blocks(arrays)
+    signature = jax.tree.map(lambda a: (a.shape, a.dtype), (state, blocks))
+    signature = tuple(jax.tree.leaves(signature))
+    if signature not in self._compiled:
+      start = time.perf_counter()
+      self._compiled[signature] = self._jitted.lower(state, blocks).compile()
+      self.compile_seconds += time.perf_counter() - start
+    return self._compiled[signature](state, blocks)
+
+  def __call__(self, state: TrainState, arrays: Mapping[str, np.ndarray], prefix: str = "") -> dict[str, float]:
+    """Means of the loss and metrics over every example of ``arrays``."""
+    sums = jax.device_get(self.sums(state, arrays))
+    count = float(sums.pop("count"))
+    return {f"{prefix}{k}": float(v) / max(count, 1.0) for k, v in sums.items()}
+
+
+class _Progress:
+  """A tqdm bar per epoch when stderr is a terminal; one line per epoch otherwise."""
+
+  def __init__(self, enabled: bool | None, epochs: int, steps: int):
+    self.enabled = sys.stderr.isatty() if enabled is None else enabled
+    self.epochs, self.steps = epochs, steps
+    self.bar = None
+
+  def start(self, epoch: int) -> None:
+    if self.enabled:
+      from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
+
+      self.bar = tqdm(total=self.steps, desc=f"epoch {epoch}/{self.epochs}", unit="step",
+                      leave=True, dynamic_ncols=True, file=sys.stderr)
+
+  def update(self, steps: int, metrics: Mapping[str, float], examples_per_second: float) -> None:
+    if self.bar is not None:
+      self.bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items()} | {"ex/s": f"{examples_per_second:,.0f}"},
+                           refresh=False)
+      self.bar.update(steps)
+
+  def end(self, logs: Mapping[str, Any]) -> None:
+    shown = {k: v for k, v in logs.items() if k.startswith(("train_", "eval_"))}
+    line = " ".join(f"{k}={v:.4f}" for k, v in shown.items())
+    line += f" ex/s={logs['examples_per_second']:,.0f}"
+    if self.bar is not None:
+      self.bar.set_postfix_str(line, refresh=True)
+      self.bar.close()
+      self.bar = None
+    else:
+      print(f"epoch {logs['epoch']}/{self.epochs} {line}", file=sys.stderr, flush=True)
+
+
+def _mean_metrics(stacked: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:
+  keys = stacked[0].keys()
+  return {k: float(np.mean(np.concatenate([np.ravel(m[k]) for m in stacked]))) for k in keys}
+
+
+def _check_finite(metrics: Mapping[str, float], epoch: int, prefix: str = "train_") -> None:
+  for name, value in metrics.items():
+    if not math.isfinite(value):
+      raise FloatingPointError(f"training diverged: {prefix}{name} is {value} in epoch {epoch}; "
+                               "lower the learning rate or add gradient clipping")
+
+
+def fit(
+    state: TrainState,
+    train_step: StepFn,
+    train_data: Mapping[str, np.ndarray],
+    *,
+    batch_size: int,
+    epochs: int,
+    eval_step: EvalFn | None = None,
+    eval_data: Mapping[str, np.ndarray] | None = None,
+    eval_batch_size: int = 1000,
+    seed: int = 0,
+    callbacks: Sequence[Callback] = (),
+    data_on_device: bool | str = "auto",
+    progress: bool | None = None,
+    initial_epoch: int = 0,
+    chunks_per_epoch: int = 10,
+    history: list[dict[str, Any]] | None = None,
+    log_fn: Callable[[dict[str, Any]], None] | None = None,
+) -> FitResult:
+  """Trains ``state`` for ``epochs`` epochs.
+
+  Args:
+    state: the initial ``TrainState``. Its buffers are donated: do not use the
+      object you passed in afterwards, use ``FitResult.state``.
+    train_step: ``(state, batch) -> (state, metrics)``, uncompiled (fit
+      compiles it once, with the state donated).
+    train_data: a dict of arrays with a common leading axis.
+    batch_size: training batch size (the last partial batch is dropped).
+    epochs: the epoch to stop after (counting from 1, so ``initial_epoch=2,
+      epochs=5`` runs epochs 3, 4 and 5).
+    eval_step, eval_data: evaluated after every epoch, logged as ``eval_*``.
+    eval_batch_size: evaluation batch size (the last batch is masked).
+    seed: the shuffling seed; epoch ``e``'s order depends on ``(seed, e)`` only.
+    callbacks: called after every epoch with its logs (early stopping,
+      checkpoints).
+    data_on_device: ``'auto'`` (on the device when it fits), True or False.
+    progress: a live progress bar; None = when stderr is a terminal.
+    initial_epoch: epochs already done (when resuming).
+    chunks_per_epoch: how many progress updates an epoch gets.
+    history: earlier epochs' logs (when resuming); new epochs are appended.
+    log_fn: called with each epoch's logs (e.g. to append to metrics.jsonl).
+
+  Returns:
+    A ``FitResult``.
+  """
+  n = pipeline.num_examples(train_data)
+  pipeline.check_batch_size(n, batch_size)
+  if not isinstance(epochs, int) or epochs < 0:
+    raise ValueError(f"epochs: expected a non-negative integer, got {epochs!r}")
+  if data_on_device not in ("auto", True, False):
+    raise ValueError(f"data_on_device: expected 'auto', True or False, got {data_on_device!r}")
+  if (eval_step is None) != (eval_data is None):
+    raise ValueError("eval_step and eval_data: give both or neither")
+  on_device = pipeline.fits_on_device(train_data) if data_on_device == "auto" else bool(data_on_device)
+
+  steps = pipeline.steps_per_epoch(n, batch_size)
+  examples_per_epoch = steps * batch_size
+  run = Run(state=state, history=list(history or []), epoch=initial_epoch)
+  evaluator = Evaluator(eval_step, eval_batch_size) if eval_step is not None else None
+  progress_ = _Progress(progress, epochs, steps)
+
+  compile_seconds = 0.0
+  t0 = time.perf_counter()
+  if on_device:
+    num_chunks = choose_chunks(steps, chunks_per_epoch)
+    chunk_len = steps // num_chunks
+    data_dev = jax.device_put(dict(train_data))
+    perm0 = pipeline.epoch_permutation(seed, 0, n)
+    compiled = jax.jit(_chunk_program(train_step, batch_size, chunk_len), donate_argnums=0).lower(
+        run.state, data_dev, perm0, jnp.int32(0)).compile()
+  else:
+    compiled = jax.jit(train_step, donate_argnums=0).lower(
+        run.state, {k: jax.ShapeDtypeStruct((batch_size,) + np.shape(v)[1:], np.asarray(v).dtype)
+                    for k, v in train_data.items()}).compile()
+  compile_seconds += time.perf_counter() - t0
+
+  for cb in callbacks:
+    cb.on_train_begin(run)
+
+  train_seconds = 0.0
+  stopped_early = False
+  for epoch in range(initial_epoch + 1, epochs + 1):
+    run.epoch = epoch
+    progress_.start(epoch)
+    start = time.perf_counter()
+    perm = pipeline.epoch_permutation(seed, epoch, n)
+    pending: list[tuple[int, Any]] = []  # (steps, device metrics) not yet read
+    stacked: list[Mapping[str, np.ndarray]] = []
+
+    def drain(keep: int) -> None:
+      while len(pending) > keep:
+        k, dev = pending.pop(0)
+        host = jax.device_get(dev)
+        stacked.append(host)
+        elapsed = time.perf_counter() - start
+        done = sum(np.size(next(iter(m.values()))) for m in stacked)
+        progress_.update(k, {f"train_{m}": float(np.mean(v)) for m, v in host.items()},
+                         done * batch_size / max(elapsed, 1e-9))
+
+    if on_device:
+      for c in range(num_chunks):
+        run.state, metrics = compiled(run.state, data_dev, perm, jnp.int32(c * chunk_len))
+        pending.append((chunk_len, metrics))
+        drain(keep=1)  # read chunk c-1 while chunk c runs
+    else:
+      group: list[dict[str, jax.Array]] = []
+      batches = pipeline.host_batches(train_data, np.asarray(perm), batch_size, steps)
+      for i, batch in enumerate(pipeline.prefetch_to_device(batches)):
+        run.state, metrics = compiled(run.state, batch)
+        group.append(metrics)
+        if len(group) == max(1, steps // chunks_per_epoch) or i == steps - 1:
+          pending.append((len(group), jax.tree.map(lambda *xs: jnp.stack(xs), *group)))
+          group = []
+          drain(keep=1)
+    drain(keep=0)
+    epoch_seconds = time.perf_counter() - start
+    train_seconds += epoch_seconds
+
+    logs: dict[str, Any] = {"epoch": epoch, "step": epoch * steps}
+    train_means = _mean_metrics(stacked)
+    _check_finite(train_means, epoch)
+    logs.update({f"train_{k}": v for k, v in train_means.items()})
+    if evaluator is not None:
+      logs.update(evaluator(run.state, eval_data, prefix="eval_"))
+    logs["epoch_seconds"] = epoch_seconds
+    logs["examples_per_second"] = examples_per_epoch / epoch_seconds
+    run.history.append(logs)
+    progress_.end(logs)
+    if log_fn is not None:
+      log_fn(logs)
+    for cb in callbacks:
+      cb.on_epoch_end(run, epoch, logs)
+    if run.stop_training:
+      stopped_early = True
+      break
+
+  for cb in callbacks:
+    cb.on_train_end(run)
+  if evaluator is not None:
+    compile_seconds += evaluator.compile_seconds
+  epochs_run = run.epoch - initial_epoch
+  return FitResult(
+      state=run.state,
+      history=run.history,
+      compile_seconds=compile_seconds,
+      train_seconds=train_seconds,
+      examples_per_second=(epochs_run * examples_per_epoch / train_seconds) if train_seconds else 0.0,
+      stopped_early=stopped_early,
+  )

@@ -1,0 +1,69 @@
+"""The train state: everything a train step changes, as one pytree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+
+@flax.struct.dataclass
+class TrainState:
+  """A pytree holding the whole mutable state of a run.
+
+  Attributes:
+    step: int32 scalar, the number of optimizer updates applied so far.
+    params: the model's ``'params'`` collection.
+    opt_state: the optax optimizer state.
+    model_state: the model's other collections that training updates, such as
+      ``{'batch_stats': ...}``; ``{}`` for models without any.
+    rng: a raw ``uint32[2]`` PRNG key; the step folds ``step`` into it, so the
+      same seed gives the same dropout masks whether a run was resumed or not.
+  """
+
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  model_state: dict[str, Any]
+  rng: jax.Array
+
+
+def init_variables(model: nn.Module, sample_input: jax.Array, seed: int) -> tuple[Any, dict[str, Any]]:
+  """Initialises ``model`` on a sample batch; returns ``(params, model_state)``."""
+  params_key, dropout_key = jax.random.split(jax.random.PRNGKey(seed))
+  variables = model.init({"params": params_key, "dropout": dropout_key}, sample_input, train=False)
+  variables = dict(variables)
+  params = variables.pop("params")
+  return params, variables
+
+
+def create_train_state(
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    sample_input: jax.Array,
+    seed: int = 0,
+) -> TrainState:
+  """Initialises parameters, collections and optimizer state.
+
+  Args:
+    model: a linen module called as ``model.apply(variables, x, train=...)``.
+    tx: the optimizer.
+    sample_input: a batch (or one example with a leading batch axis) with the
+      shape and dtype the model will see after preprocessing.
+    seed: seeds parameter initialisation and the run's rng.
+
+  Returns:
+    A ``TrainState`` at step 0.
+  """
+  params, model_state = init_variables(model, sample_input, seed)
+  return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      opt_state=tx.init(params),
+      model_state=model_state,
+      rng=jax.random.fold_in(jax.random.PRNGKey(seed), 1),
+  )

@@ -1,0 +1,208 @@
+"""The engine core: train step, fit loop, evaluation, early stopping."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jdl.losses
+import jdl.models
+from jdl.train import (EarlyStopping, Evaluator, Run, create_train_state, fit, make_eval_step,
+                       make_train_step)
+from jdl.train import loop as loop_lib
+
+LOSS = jdl.losses.get("sparse_categorical_crossentropy")
+
+
+def _blobs(n, seed=0, num_classes=3, dim=6):
+  """Gaussian blobs: easy to separate, so a few epochs reach high accuracy."""
+  centers = np.random.default_rng(1234).normal(0, 3, (num_classes, dim)).astype(np.float32)
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(0, num_classes, n).astype(np.int32)
+  inputs = centers[labels] + rng.normal(0, 0.5, (n, dim)).astype(np.float32)
+  return {"inputs": inputs, "label": labels}
+
+
+def _setup(tx=None, hidden=(16,), dropout=0.0, seed=0, dim=6):
+  model = jdl.models.create("mlp", num_classes=3, hidden=hidden, dropout=dropout)
+  tx = tx or optax.sgd(0.1, momentum=0.9)
+  state = create_train_state(model, tx, jnp.zeros((1, dim)), seed=seed)
+  train_step = make_train_step(apply_fn=model.apply, loss_fn=LOSS, tx=tx, input_key="inputs")
+  eval_step = make_eval_step(apply_fn=model.apply, loss_fn=LOSS, input_key="inputs")
+  return model, tx, state, train_step, eval_step
+
+
+def test_train_step_equals_hand_written_optax_loop_bitwise():
+  model, tx, state, train_step, _ = _setup(tx=optax.adam(1e-2))
+  data = _blobs(64)
+  params, opt_state = state.params, tx.init(state.params)
+
+  @jax.jit
+  def hand_step(params, opt_state, x, y):
+    def loss_of(p):
+      logits = model.apply({"params": p}, x)
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    loss, grads = jax.value_and_grad(loss_of)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  step = jax.jit(train_step)
+  for i in range(5):
+    batch = {k: v[i * 8:(i + 1) * 8] for k, v in data.items()}
+    state, metrics = step(state, batch)
+    params, opt_state, loss = hand_step(params, opt_state, batch["inputs"], batch["label"])
+    np.testing.assert_array_equal(metrics["loss"], loss)
+  assert int(state.step) == 5
+  jax.tree.map(np.testing.assert_array_equal, state.params, params)
+  jax.tree.map(np.testing.assert_array_equal, state.opt_state, opt_state)
+
+
+def test_train_step_metrics_are_the_batch_means():
+  model, _, state, train_step, _ = _setup()
+  batch = {k: v[:10] for k, v in _blobs(10).items()}
+  logits = model.apply({"params": state.params}, batch["inputs"])
+  _, metrics = jax.jit(train_step)(state, batch)
+  np.testing.assert_allclose(metrics["loss"], LOSS(logits, batch).mean(), rtol=1e-6)
+  np.testing.assert_allclose(metrics["accuracy"], np.mean(np.argmax(logits, -1) == batch["label"]))
+
+
+def test_masked_examples_do_not_contribute_to_the_gradient():
+  _, _, state, train_step, _ = _setup(tx=optax.sgd(0.1))
+  data = _blobs(8)
+  half = {k: v[:4] for k, v in data.items()}
+  masked = dict(data, mask=np.array([1, 1, 1, 1, 0, 0, 0, 0], np.float32))
+  step = jax.jit(train_step)
+  s_half, m_half = step(state, half)
+  s_mask, m_mask = step(state, masked)
+  np.testing.assert_allclose(m_half["loss"], m_mask["loss"], rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), s_half.params, s_mask.params)
+
+
+def test_fit_learns_blobs_and_reports_throughput():
+  _, _, state, train_step, eval_step = _setup()
+  result = fit(state, train_step, _blobs(512), batch_size=32, epochs=3, eval_step=eval_step,
+               eval_data=_blobs(200, seed=1), progress=False)
+  assert [h["epoch"] for h in result.history] == [1, 2, 3]
+  assert result.history[-1]["eval_accuracy"] > 0.95
+  assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+  assert result.examples_per_second > 0 and result.compile_seconds > 0
+  assert int(result.state.step) == 3 * (512 // 32)
+
+
+def test_device_resident_and_streaming_paths_agree():
+  outs = []
+  for on_device in (True, False):
+    _, _, state, train_step, eval_step = _setup(dropout=0.2)
+    outs.append(fit(state, train_step, _blobs(300), batch_size=32, epochs=2, eval_step=eval_step,
+                    eval_data=_blobs(50, seed=1), data_on_device=on_device, progress=False))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), outs[0].state.params,
+               outs[1].state.params)
+  for a, b in zip(outs[0].history, outs[1].history):
+    assert a["eval_loss"] == pytest.approx(b["eval_loss"], rel=1e-5)
+
+
+def test_fit_compiles_the_step_once(monkeypatch):
+  _, _, state, train_step, eval_step = _setup()
+  traces = []
+
+  def counted(state, batch):
+    traces.append(1)
+    return train_step(state, batch)
+
+  eval_traces = []
+
+  def counted_eval(state, batch):
+    eval_traces.append(1)
+    return eval_step(state, batch)
+
+  # 300 examples / batch 20 = 15 steps in 5 chunks of 3: one program for every chunk and epoch.
+  fit(state, counted, _blobs(300), batch_size=20, epochs=3, eval_step=counted_eval,
+      eval_data=_blobs(55, seed=1), eval_batch_size=10, chunks_per_epoch=5, progress=False)
+  assert len(traces) == 1
+  assert len(eval_traces) == 1
+
+
+def test_same_seed_same_run_and_shuffling_depends_on_seed():
+  runs = []
+  for seed in (0, 0, 1):
+    _, _, state, train_step, _ = _setup()
+    runs.append(fit(state, train_step, _blobs(128), batch_size=16, epochs=2, seed=seed, progress=False))
+  jax.tree.map(np.testing.assert_array_equal, runs[0].state.params, runs[1].state.params)
+  assert not np.array_equal(runs[0].state.params["Dense_0"]["kernel"], runs[2].state.params["Dense_0"]["kernel"])
+
+
+def test_evaluator_counts_every_example_of_an_uneven_last_batch():
+  model, _, state, _, eval_step = _setup()
+  data = _blobs(23)
+  logits = model.apply({"params": state.params}, data["inputs"])
+  expected_loss = float(np.mean(LOSS(logits, data)))
+  expected_acc = float(np.mean(np.argmax(logits, -1) == data["label"]))
+  for batch_size in (5, 23, 100):
+    metrics = Evaluator(eval_step, batch_size)(state, data)
+    assert metrics["loss"] == pytest.approx(expected_loss, rel=1e-5)
+    assert metrics["accuracy"] == pytest.approx(expected_acc)
+
+
+def test_choose_chunks_divides_the_epoch():
+  assert loop_lib.choose_chunks(468, 10) == 9
+  assert loop_lib.choose_chunks(13, 10) == 1
+  assert loop_lib.choose_chunks(4, 10) == 4
+
+
+def test_bad_arguments_are_named():
+  _, _, state, train_step, eval_step = _setup()
+  with pytest.raises(ValueError, match="batch_size: 600 is larger than the 100"):
+    fit(state, train_step, _blobs(100), batch_size=600, epochs=1, progress=False)
+  with pytest.raises(ValueError, match="batch_size: expected a positive integer"):
+    fit(state, train_step, _blobs(100), batch_size=0, epochs=1, progress=False)
+  with pytest.raises(ValueError, match="every array needs the same number"):
+    fit(state, train_step, {"inputs": np.zeros((4, 6)), "label": np.zeros(3)}, batch_size=2, epochs=1)
+  with pytest.raises(ValueError, match="eval_step and eval_data"):
+    fit(state, train_step, _blobs(100), batch_size=10, epochs=1, eval_step=eval_step)
+  with pytest.raises(ValueError, match="data_on_device"):
+    fit(state, train_step, _blobs(100), batch_size=10, epochs=1, data_on_device="yes")
+
+
+def test_divergence_raises_naming_the_metric_and_epoch():
+  _, _, state, train_step, _ = _setup(tx=optax.sgd(1e6))
+  data = _blobs(64)
+  data["inputs"] = data["inputs"] * 1e6
+  with pytest.raises(FloatingPointError, match="training diverged: train_loss is (nan|inf) in epoch 1"):
+    fit(state, train_step, data, batch_size=16, epochs=2, progress=False)
+
+
+def test_early_stopping_patience_and_restore_best():
+  es = EarlyStopping(monitor="eval_loss", patience=2)
+  run = Run(state={"w": jnp.array(0.0)}, history=[])
+  losses = [1.0, 0.5, 0.6, 0.55, 0.4]
+  for epoch, loss in enumerate(losses, 1):
+    run.state = {"w": jnp.array(float(epoch))}
+    run.epoch = epoch
+    es.on_epoch_end(run, epoch, {"eval_loss": loss})
+    if run.stop_training:
+      break
+  assert run.stop_training and es.stopped_epoch == 4 and es.best_epoch == 2
+  es.on_train_end(run)
+  assert float(run.state["w"]) == 2.0  # the best epoch's state
+  assert es.state_dict() == {"best": 0.5, "best_epoch": 2, "wait": 2}
+
+
+def test_early_stopping_mode_and_errors():
+  assert EarlyStopping(monitor="eval_accuracy").mode == "max"
+  assert EarlyStopping(monitor="eval_loss").mode == "min"
+  with pytest.raises(ValueError, match="mode: expected 'auto', 'min' or 'max', got 'up'"):
+    EarlyStopping(mode="up")
+  with pytest.raises(KeyError, match="monitored metric 'eval_f1'"):
+    EarlyStopping(monitor="eval_f1").on_epoch_end(Run(state=None, history=[]), 1, {"eval_loss": 1.0})
+
+
+def test_early_stopping_stops_fit_and_keeps_the_best_state():
+  _, _, state, train_step, eval_step = _setup(tx=optax.sgd(0.05))
+  es = EarlyStopping(monitor="eval_accuracy", patience=1, min_delta=1.0)  # nothing counts as better
+  result = fit(state, train_step, _blobs(128), batch_size=16, epochs=10, eval_step=eval_step,
+               eval_data=_blobs(64, seed=1), callbacks=[es], progress=False)
+  assert result.stopped_early and len(result.history) == 2
+  assert es.best_epoch == 1
+  assert int(result.state.step) == 128 // 16  # the state after epoch 1
