@@ -53,6 +53,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.schedule = ml_collections.ConfigDict()  # empty: constant learning rate
   c.optimizer.clip_global_norm = 0.0  # 0: no clipping
   c.optimizer.accumulate_steps = 1
+  c.optimizer.freeze = ()  # parameter path globs that stay fixed
 
   c.epochs = 5
   c.progress = "auto"  # 'auto' | 'true' | 'false'

@@ -126,10 +126,11 @@ def build_optimizer(config: ml_collections.ConfigDict, total_steps: int):
   """The optax chain the config's ``optimizer`` group describes."""
   from jdl import optim  # pylint: disable=g-import-not-at-top
 
-  if hasattr(optim, "from_config"):
-    return optim.from_config(config.optimizer, total_steps=total_steps)
-  return optim.create(config.optimizer.name, learning_rate=config.optimizer.learning_rate,
-                      **config.optimizer.hparams.to_dict())
+  cfg = config.optimizer.to_dict()
+  # Empty groups and zeros mean "off" in config files, None in from_config.
+  cfg["schedule"] = cfg.get("schedule") or None
+  cfg["clip_global_norm"] = cfg.get("clip_global_norm") or None
+  return optim.from_config(cfg, total_steps=total_steps)
 
 
 def load_splits(config: ml_collections.ConfigDict) -> tuple[dict[str, dict[str, np.ndarray]], Any]:
