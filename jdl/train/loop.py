@@ -128,15 +128,16 @@ class Evaluator:
 
 
 class _Progress:
-  """A tqdm bar per epoch when stderr is a terminal; one line per epoch otherwise."""
+  """Per-epoch progress: a live tqdm bar (``True``), one line per epoch
+  (``None`` when stderr is not a terminal), or silence (``False``)."""
 
   def __init__(self, enabled: bool | None, epochs: int, steps: int):
-    self.enabled = sys.stderr.isatty() if enabled is None else enabled
+    self.mode = "off" if enabled is False else ("bar" if enabled or sys.stderr.isatty() else "lines")
     self.epochs, self.steps = epochs, steps
     self.bar = None
 
   def start(self, epoch: int) -> None:
-    if self.enabled:
+    if self.mode == "bar":
       from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
 
       self.bar = tqdm(total=self.steps, desc=f"epoch {epoch}/{self.epochs}", unit="step",
@@ -149,6 +150,8 @@ class _Progress:
       self.bar.update(steps)
 
   def end(self, logs: Mapping[str, Any]) -> None:
+    if self.mode == "off":
+      return
     shown = {k: v for k, v in logs.items() if k.startswith(("train_", "eval_"))}
     line = " ".join(f"{k}={v:.4f}" for k, v in shown.items())
     line += f" ex/s={logs['examples_per_second']:,.0f}"
@@ -208,7 +211,8 @@ def fit(
     callbacks: called after every epoch with its logs (early stopping,
       checkpoints).
     data_on_device: ``'auto'`` (on the device when it fits), True or False.
-    progress: a live progress bar; None = when stderr is a terminal.
+    progress: True: a live progress bar; None: a bar when stderr is a
+      terminal, else one line per epoch; False: silent.
     initial_epoch: epochs already done (when resuming).
     chunks_per_epoch: how many progress updates an epoch gets.
     history: earlier epochs' logs (when resuming); new epochs are appended.
