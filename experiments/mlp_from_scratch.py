@@ -22,11 +22,17 @@ import numpy as np
 
 
 class NaiveDense:
-  """``activation(x @ W + b)`` with W ~ U(0, 0.1) and b = 0, as in the book."""
+  """``activation(x @ W + b)`` with b = 0 and W ~ U(-a, a), a = √(6 / (fan_in + fan_out)).
+
+  The book draws W from U(0, 0.1): all-positive weights make the 784-input sums
+  large, the softmax saturates, and only a tiny learning rate trains at all. The
+  centred Glorot range keeps activations of order one, so plain SGD at 0.1 works.
+  """
 
   def __init__(self, key, input_size, output_size, activation):
     self.activation = activation
-    self.W = jax.random.uniform(key, (input_size, output_size), minval=0.0, maxval=1e-1)
+    limit = math.sqrt(6.0 / (input_size + output_size))
+    self.W = jax.random.uniform(key, (input_size, output_size), minval=-limit, maxval=limit)
     self.b = jnp.zeros((output_size,))
 
   def __call__(self, params, inputs):

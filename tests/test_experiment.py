@@ -216,3 +216,13 @@ def test_the_jdl_command_runs_as_a_program(tiny_data, tmp_path):
   assert out.returncode == 0, out.stderr
   assert "test_accuracy=" in out.stdout
   assert json.loads((tmp_path / "run" / "summary.json").read_text())["epochs_completed"] == 1
+
+
+def test_mlp_from_scratch_lesson_trains(tiny_data):
+  import importlib.util
+
+  path = config_lib.find_experiment("mlp_from_scratch")
+  spec = importlib.util.spec_from_file_location("mlp_from_scratch", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  assert module.main(["--epochs", "3"]) > 0.9
