@@ -37,7 +37,7 @@ class NaiveDense:
 
   def __call__(self, params, inputs):
     W, b = params
-    return self.activation(inputs @ W + b)
+    return self.activation(inputs @ W + b[None, :])
 
   @property
   def weights(self):
