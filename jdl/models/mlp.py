@@ -1,38 +1,78 @@
-"""Multi-layer perceptron: the course's first network."""
+"""Multi-layer perceptron (the course's first network) and logistic regression."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jdl.models import _checks
 from jdl.models._registry import register
+from jdl.nn.activations import get_activation
+from jdl.nn.initializers import Initializer
+from jdl.nn.layers import Dense
 
 
-@register("mlp")
+@register("mlp", input_shape=(28, 28, 1))
 class MLP(nn.Module):
-  """Flatten → [Dense(h) → activation]* → Dense(num_classes).
+  """Flatten → [Dense(h) → activation (→ Dropout)]* → Dense(num_classes).
+
+  Parameters are ``Dense_0 … Dense_{len(hidden)}`` (plus ``PReLU_i`` slopes when
+  ``activation="prelu"``).
 
   Attributes:
     num_classes: output width (logits).
     hidden: widths of the hidden layers.
-    activation: a function or the name of one in ``jax.nn``.
+    activation: a ``jdl.nn.get_activation`` name (``"relu"``, ``"leaky_relu"``,
+      ``"prelu"``, ...) or a function.
     dropout: dropout rate after each hidden layer (0 disables it).
+    kernel_init: ``jdl.nn.get_initializer`` name or function for every kernel
+      (default Flax's ``lecun_normal``; ``"he_normal"`` suits ReLU).
   """
 
   num_classes: int
   hidden: Sequence[int] = (512,)
-  activation: str = "relu"
+  activation: str | Callable[..., Any] = "relu"
   dropout: float = 0.0
+  kernel_init: str | Initializer = "lecun_normal"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    act = getattr(jax.nn, self.activation) if isinstance(self.activation, str) else self.activation
-    x_BxD = x.reshape((x.shape[0], -1)).astype(jnp.float32)
+    if x.ndim < 2:
+      raise ValueError(f"mlp: expected an input of shape (batch, ...features), got shape {tuple(x.shape)}")
+    x_BxD = jnp.asarray(x, jnp.float32).reshape((x.shape[0], -1))
+    _checks.features("mlp", self, x_BxD, ("Dense_0",), x.shape, "input features",
+                     "expected an input of shape (batch, {0}), or (batch, ...) with {0} values per example")
     for width in self.hidden:
-      x_BxD = act(nn.Dense(width)(x_BxD))
+      x_BxD = Dense(width, kernel_init=self.kernel_init)(x_BxD)
+      x_BxD = get_activation(self.activation)(x_BxD)
       if self.dropout:
         x_BxD = nn.Dropout(self.dropout, deterministic=not train)(x_BxD)
-    return nn.Dense(self.num_classes)(x_BxD)
+    return Dense(self.num_classes, kernel_init=self.kernel_init)(x_BxD).astype(jnp.float32)
+
+
+@register("logreg", input_shape=(28, 28, 1))
+class LogReg(nn.Module):
+  """Multinomial logistic regression: Flatten → Dense(num_classes).
+
+  Attributes:
+    num_classes: output width (logits).
+    kernel_init: initializer name or function (default ``"zeros"``: the loss is
+      convex, so no symmetry needs breaking).
+  """
+
+  num_classes: int
+  kernel_init: str | Initializer = "zeros"
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    del train  # no dropout or batch statistics
+    if x.ndim < 2:
+      raise ValueError(f"logreg: expected an input of shape (batch, ...features), got shape {tuple(x.shape)}")
+    x_BxD = jnp.asarray(x, jnp.float32).reshape((x.shape[0], -1))
+    _checks.features("logreg", self, x_BxD, ("Dense_0",), x.shape, "input features",
+                     "expected an input of shape (batch, {0}), or (batch, ...) with {0} values per example")
+    return Dense(self.num_classes, kernel_init=self.kernel_init)(x_BxD).astype(jnp.float32)

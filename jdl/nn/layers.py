@@ -1,0 +1,194 @@
+"""Layers: Flax's Dense/Conv/BatchNorm with name-based init, pooling, Flatten.
+
+``Dense`` and ``Conv`` are Flax's ``nn.Dense`` / ``nn.Conv`` (same parameters,
+same auto-names ``Dense_0``, ``Conv_0``) whose ``kernel_init`` / ``bias_init``
+also take an initializer name::
+
+  Conv(64, (3, 3), padding=1, kernel_init="he_normal")
+
+``BatchNorm`` is ``nn.BatchNorm`` with PyTorch's defaults (running-average
+momentum 0.9, i.e. PyTorch's ``momentum=0.1``; epsilon 1e-5). Its running mean
+and variance live in the ``'batch_stats'`` collection: pass
+``use_running_average=not train``, and ``mutable=['batch_stats']`` to ``apply``
+when training. ``Dropout`` (rng stream ``'dropout'``) and ``LayerNorm`` are
+Flax's.
+
+Pooling functions take NHWC (or N, L, C / N, D, H, W, C) arrays and PyTorch-style
+integer sizes, strides and paddings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jdl.nn.initializers import Initializer, get_initializer
+
+Dropout = nn.Dropout
+LayerNorm = nn.LayerNorm
+
+
+class Dense(nn.Dense):
+  """``nn.Dense`` whose ``kernel_init`` / ``bias_init`` may be initializer names.
+
+  Attributes:
+    features: output width.
+    kernel_init: initializer name (see ``jdl.nn.get_initializer``) or function;
+      default ``"lecun_normal"`` (Flax's default).
+    bias_init: initializer name or function; default ``"zeros"``.
+    (all other attributes as ``flax.linen.Dense``)
+  """
+
+  kernel_init: str | Initializer = "lecun_normal"
+  bias_init: str | Initializer = "zeros"
+
+  def __post_init__(self) -> None:
+    self.kernel_init = get_initializer(self.kernel_init)
+    self.bias_init = get_initializer(self.bias_init)
+    super().__post_init__()
+
+
+class Conv(nn.Conv):
+  """``nn.Conv`` whose ``kernel_init`` / ``bias_init`` may be initializer names.
+
+  ``padding`` is Flax's: ``'SAME'``, ``'VALID'``, an int (PyTorch's symmetric
+  padding) or ``(low, high)`` pairs.
+
+  Attributes:
+    features: output channels.
+    kernel_size: e.g. ``(3, 3)``.
+    kernel_init: initializer name or function; default ``"lecun_normal"``.
+    bias_init: initializer name or function; default ``"zeros"``.
+    (all other attributes as ``flax.linen.Conv``)
+  """
+
+  kernel_init: str | Initializer = "lecun_normal"
+  bias_init: str | Initializer = "zeros"
+
+  def __post_init__(self) -> None:
+    self.kernel_init = get_initializer(self.kernel_init)
+    self.bias_init = get_initializer(self.bias_init)
+    super().__post_init__()
+
+
+class BatchNorm(nn.BatchNorm):
+  """``nn.BatchNorm`` with PyTorch's defaults: momentum 0.9, epsilon 1e-5.
+
+  In training (``use_running_average=False``) it normalizes with the batch's mean
+  and (biased) variance and updates ``batch_stats`` (``mean``, ``var``) as
+  ``stat <- momentum * stat + (1 - momentum) * batch_stat``; in evaluation it
+  normalizes with the stored running statistics. Parameters: ``scale`` and
+  ``bias`` (PyTorch's ``weight`` and ``bias``).
+  """
+
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+
+
+class Flatten(nn.Module):
+  """Reshapes ``(batch, *dims)`` to ``(batch, prod(dims))``."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return x.reshape((x.shape[0], -1))
+
+
+def _tuple(value: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
+  if isinstance(value, int):
+    return (value,) * n
+  value = tuple(value)
+  if len(value) != n or not all(isinstance(v, int) for v in value):
+    raise ValueError(f"{name} must be an int or a sequence of {n} ints, got {value!r}")
+  return value
+
+
+def _pool_args(x: jax.Array, window: int | Sequence[int], strides: int | Sequence[int] | None,
+               padding: int | Sequence[int] | str, fn: str) -> tuple[Any, Any, Any]:
+  n = x.ndim - 2
+  if n < 1:
+    raise ValueError(f"{fn}: expected an input of shape (batch, *spatial, channels), got shape {x.shape}")
+  window_t = _tuple(window, n, f"{fn}: window")
+  strides_t = window_t if strides is None else _tuple(strides, n, f"{fn}: strides")
+  if isinstance(padding, str):
+    pad = padding
+  else:
+    pad = tuple((p, p) for p in _tuple(padding, n, f"{fn}: padding"))
+  return window_t, strides_t, pad
+
+
+def max_pool(x: jax.Array, window: int | Sequence[int], strides: int | Sequence[int] | None = None,
+             padding: int | Sequence[int] | str = 0) -> jax.Array:
+  """Max pooling over the spatial axes (PyTorch's ``MaxPool2d``; pads with -inf).
+
+  Args:
+    x: ``(batch, *spatial, channels)``.
+    window: window size (int or one per spatial axis).
+    strides: defaults to ``window`` (PyTorch's default).
+    padding: int(s) of symmetric padding, or ``'SAME'`` / ``'VALID'``.
+  """
+  window_t, strides_t, pad = _pool_args(x, window, strides, padding, "max_pool")
+  return nn.max_pool(x, window_t, strides=strides_t, padding=pad)
+
+
+def avg_pool(x: jax.Array, window: int | Sequence[int], strides: int | Sequence[int] | None = None,
+             padding: int | Sequence[int] | str = 0, count_include_pad: bool = True) -> jax.Array:
+  """Average pooling over the spatial axes (PyTorch's ``AvgPool2d``)."""
+  window_t, strides_t, pad = _pool_args(x, window, strides, padding, "avg_pool")
+  return nn.avg_pool(x, window_t, strides=strides_t, padding=pad, count_include_pad=count_include_pad)
+
+
+def global_avg_pool(x: jax.Array) -> jax.Array:
+  """Mean over the spatial axes: ``(batch, *spatial, C) -> (batch, C)``."""
+  if x.ndim < 3:
+    raise ValueError(f"global_avg_pool: expected (batch, *spatial, channels), got shape {x.shape}")
+  return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
+
+
+def global_max_pool(x: jax.Array) -> jax.Array:
+  """Max over the spatial axes: ``(batch, *spatial, C) -> (batch, C)``."""
+  if x.ndim < 3:
+    raise ValueError(f"global_max_pool: expected (batch, *spatial, channels), got shape {x.shape}")
+  return jnp.max(x, axis=tuple(range(1, x.ndim - 1)))
+
+
+def _adaptive_matrix(size_in: int, size_out: int) -> np.ndarray:
+  """Row i averages input cells [floor(i*n/m), ceil((i+1)*n/m)) (PyTorch's rule)."""
+  m = np.zeros((size_out, size_in), np.float32)
+  for i in range(size_out):
+    start = (i * size_in) // size_out
+    end = -((-(i + 1) * size_in) // size_out)
+    m[i, start:end] = 1.0 / (end - start)
+  return m
+
+
+def adaptive_avg_pool(x: jax.Array, output_size: int | Sequence[int]) -> jax.Array:
+  """PyTorch's ``AdaptiveAvgPool``: average-pools each spatial axis to ``output_size``.
+
+  Output cell ``i`` of an axis of length ``n`` pooled to ``m`` averages input
+  cells ``floor(i*n/m) .. ceil((i+1)*n/m) - 1``; when ``n < m`` cells repeat
+  (a 1×1 map pooled to 7×7 is copied 49 times, as in torchvision's VGG on small
+  images).
+
+  Args:
+    x: ``(batch, *spatial, channels)`` with non-empty spatial axes.
+    output_size: int or one int per spatial axis.
+  """
+  n = x.ndim - 2
+  if n < 1:
+    raise ValueError(f"adaptive_avg_pool: expected (batch, *spatial, channels), got shape {x.shape}")
+  sizes = _tuple(output_size, n, "adaptive_avg_pool: output_size")
+  if any(s < 1 for s in sizes) or any(d < 1 for d in x.shape[1:-1]):
+    raise ValueError(
+        f"adaptive_avg_pool: sizes must be positive, got output_size={sizes} for input shape {x.shape}")
+  for axis, size_out in enumerate(sizes, start=1):
+    size_in = x.shape[axis]
+    if size_in == size_out:
+      continue
+    m = jnp.asarray(_adaptive_matrix(size_in, size_out), x.dtype)
+    x = jnp.moveaxis(jnp.tensordot(x, m, axes=((axis,), (1,))), -1, axis)
+  return x
