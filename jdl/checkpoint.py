@@ -6,6 +6,15 @@ holds two items: ``state`` (the ``TrainState`` pytree) and ``meta`` (JSON: the
 epoch, the callbacks' progress, the epoch logs). Orbax writes each checkpoint
 into a temporary directory and renames it when complete, so an interrupted save
 is never taken for a checkpoint.
+
+Checkpoints do not depend on the device count: arrays are saved as global
+arrays, and ``restore`` lays them out as its ``target`` says, so a run saved on
+8 devices restores on 1 and the other way round, under any strategy (place a
+state with ``strategy.place_state`` and pass it, or its
+``jax.ShapeDtypeStruct`` tree with shardings, as the target). In a
+multi-process run every process calls ``save`` and ``restore``; Orbax writes
+each array's shards from the processes that hold them and the metadata from
+process 0.
 """
 
 from __future__ import annotations
@@ -16,6 +25,20 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
+
+
+def _abstract(leaf: Any) -> jax.ShapeDtypeStruct:
+  """A restore target leaf: its shape, dtype and sharding (the default device's when it has none).
+
+  Orbax refuses a target without shardings when the checkpoint was saved on
+  another topology; a leaf that names none is restored whole onto the
+  default device.
+  """
+  abstract = ocp.utils.to_shape_dtype_struct(leaf)
+  if getattr(abstract, "sharding", None) is None:
+    abstract = jax.ShapeDtypeStruct(abstract.shape, abstract.dtype,
+                                    sharding=jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
+  return abstract
 
 
 class Checkpointer:
@@ -80,7 +103,9 @@ class Checkpointer:
 
     Args:
       target: a state (or its ``jax.ShapeDtypeStruct`` tree) giving the
-        structure, dtypes and shardings to restore into.
+        structure, dtypes and shardings to restore into; the saving run's
+        device count does not matter. Leaves without a sharding are restored
+        onto the default device.
       epoch: which checkpoint.
     """
     self.wait()
@@ -88,7 +113,7 @@ class Checkpointer:
       epoch = self.latest_epoch()
     if epoch is None:
       raise FileNotFoundError(f"no checkpoint to restore in {self.directory}")
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    abstract = jax.tree.map(_abstract, target)
     restored = self._manager.restore(
         epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
     return restored["state"], dict(restored["meta"])

@@ -4,6 +4,7 @@
     jdl summary MODEL [--input-shape 28,28,1] [--num-classes 10] [--option KEY=VALUE ...]
     jdl data prepare NAME
     jdl list {experiments,models,datasets}
+    jdl bench run --suite NAME --out DIR [...] | jdl bench report DIR
 
 Only argparse is imported up front; each command imports what it needs, so the
 command starts fast.
@@ -60,9 +61,9 @@ def _cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
 def _cmd_summary(args: argparse.Namespace, extra: Sequence[str]) -> int:
   if extra:
     raise SystemExit(f"jdl summary: unrecognised arguments {' '.join(extra)}")
-  from jdl.models import summary as summary_lib  # pylint: disable=g-import-not-at-top
+  from jdl.models import summary_main  # pylint: disable=g-import-not-at-top
 
-  return summary_lib.summary_main(args.argv)
+  return summary_main(args.argv)
 
 
 def _cmd_data(args: argparse.Namespace, extra: Sequence[str]) -> int:
@@ -95,6 +96,13 @@ def _cmd_list(args: argparse.Namespace, extra: Sequence[str]) -> int:
   return 0
 
 
+def _cmd_bench(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  from jdl.bench import cli as bench_cli  # pylint: disable=g-import-not-at-top
+
+  main_fn = bench_cli.run_main if args.bench_command == "run" else bench_cli.report_main
+  return main_fn(list(extra))
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="jdl", description="jdl: train and inspect JAX models.")
   sub = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
   lister = sub.add_parser("list", help="list experiments, models or datasets")
   lister.add_argument("what", choices=("experiments", "models", "datasets"))
   lister.set_defaults(fn=_cmd_list)
+
+  bench = sub.add_parser("bench", help="optimizer benchmark suites: run them, report on them")
+  bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+  for name, text in (("run", "run or resume a suite (jdl bench run --help)"),
+                     ("report", "write report.md and report.html for a results directory")):
+    bench_cmd = bench_sub.add_parser(name, help=text, add_help=False)  # jdl.bench.cli parses the arguments
+    bench_cmd.set_defaults(fn=_cmd_bench)
   return parser
 
 

@@ -73,7 +73,27 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint.monitor = "eval_accuracy"  # '' keeps only the last `keep`
   c.checkpoint.mode = "auto"
 
-  c.strategy = "single"
+  # 'auto' (single on one device, data_parallel on more) | 'single' | 'data_parallel'
+  # | 'pmap' | 'model_parallel'; see docs/parallel.md.
+  c.strategy = "auto"
+  c.model_parallel = ml_collections.ConfigDict()
+  c.model_parallel.axis_size = 2  # devices each large kernel is split over
+  c.model_parallel.min_kernel_size = 16384  # kernels with more elements are split
+
+  # 'float32' | 'mixed_bfloat16' | 'mixed_float16'; see docs/precision.md.
+  c.precision = "float32"
+  c.loss_scale = ml_collections.ConfigDict()  # mixed_float16 only
+  c.loss_scale.initial = 2.0**15
+  c.loss_scale.growth_interval = 2000
+
+  # Multi-process runs (jax.distributed); empty: the JDL_* environment, then SLURM.
+  c.distributed = ml_collections.ConfigDict()
+  c.distributed.coordinator = ""  # host:port of process 0
+  c.distributed.num_processes = 0
+  c.distributed.process_id = -1
+  c.distributed.local_device_ids = ""  # e.g. '0,1'; empty: all local devices
+  c.distributed.initialization_timeout = 300  # seconds to wait for the other processes
+
   c.plot = True
   return c
 

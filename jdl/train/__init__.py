@@ -1,21 +1,32 @@
-"""Training: state, pure steps, the fit loop, callbacks and experiment runs."""
+"""Training: state, pure steps, strategies, precision, the fit loop, callbacks and experiment runs."""
 
 from jdl.train.callbacks import Callback, EarlyStopping, Run
 from jdl.train.loop import Evaluator, FitResult, fit
+from jdl.train.parallel import Strategy
+from jdl.train.parallel import create as create_strategy
+from jdl.train.precision import DynamicLossScale, Policy, get_policy
 from jdl.train.state import TrainState, create_train_state
-from jdl.train.step import eval_step, make_eval_step, make_train_step, train_step
+from jdl.train.step import (LossScaledTrainState, eval_step, make_eval_step, make_train_step, train_step,
+                            with_loss_scale)
 
 __all__ = [
     "Callback",
+    "DynamicLossScale",
     "EarlyStopping",
     "Evaluator",
     "FitResult",
+    "LossScaledTrainState",
+    "Policy",
     "Run",
+    "Strategy",
     "TrainState",
+    "create_strategy",
     "create_train_state",
     "eval_step",
     "fit",
+    "get_policy",
     "make_eval_step",
     "make_train_step",
     "train_step",
+    "with_loss_scale",
 ]

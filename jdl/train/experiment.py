@@ -9,6 +9,13 @@ optionally stopping early), evaluates on the test split and writes the workdir:
 * ``summary.json``: final test metrics, throughput, timings, versions, devices;
 * ``curves.png``: loss and accuracy per epoch;
 * ``checkpoints/``: Orbax checkpoints (the last N and the best).
+
+``config.strategy`` chooses how the step is compiled and placed
+(``jdl.train.parallel``), ``config.precision`` the compute dtype
+(``jdl.train.precision``). In a multi-process run (``jdl.train.distributed``)
+every process runs this function; all of them train, evaluate and save
+checkpoints together (Orbax saves collectively), and only process 0 writes
+the logs, the summary and the plot.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ import numpy as np
 import jdl
 from jdl import config as config_lib
 from jdl.train import callbacks as callbacks_lib
-from jdl.train import loop, step
+from jdl.train import distributed, loop, parallel, step
+from jdl.train import precision as precision_lib
 from jdl.train.state import create_train_state
 
 
@@ -43,22 +51,32 @@ def default_workdir(config: ml_collections.ConfigDict, root: str | os.PathLike[s
 
 
 def prepare_workdir(workdir: str | os.PathLike[str], *, resume: bool, overwrite: bool) -> pathlib.Path:
-  """Creates ``workdir``; refuses to reuse a non-empty one unless asked."""
+  """Creates ``workdir``; refuses to reuse a non-empty one unless asked.
+
+  In a multi-process run every process checks (so all raise alike) and only
+  process 0 deletes or creates, between two barriers.
+  """
   if resume and overwrite:
     raise ValueError("resume and overwrite: choose one; resume continues the run in workdir, "
                      "overwrite deletes it")
   path = pathlib.Path(workdir)
   if path.exists() and not path.is_dir():
     raise NotADirectoryError(f"workdir: {path} exists and is not a directory")
+  remove = False
   if path.is_dir() and any(path.iterdir()):
     if overwrite:
-      shutil.rmtree(path)
+      remove = True
     elif not resume:
       raise FileExistsError(f"workdir: {path} already holds a run; pass --resume to continue it "
                             "or --overwrite to delete it and start again")
   elif resume:
     raise FileNotFoundError(f"workdir: nothing to resume in {path}: it is empty or missing")
-  path.mkdir(parents=True, exist_ok=True)
+  distributed.barrier("jdl_workdir_checked")
+  if distributed.is_primary():
+    if remove:
+      shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+  distributed.barrier("jdl_workdir_ready")
   return path
 
 
@@ -93,6 +111,8 @@ def environment() -> dict[str, Any]:
 
   devices = jax.devices()
   return {
+      "process_count": jax.process_count(),
+      "local_device_count": jax.local_device_count(),
       "jdl": jdl.__version__,
       "jax": jax.__version__,
       "flax": flax.__version__,
@@ -140,14 +160,27 @@ def load_splits(config: ml_collections.ConfigDict) -> tuple[dict[str, dict[str, 
   info = data.info(config.data.name)
   cache: dict[str, dict[str, np.ndarray]] = {}
   out = {}
-  for role in ("train", "eval", "test"):
-    split = config.data.get(f"{role}_split")
-    if not split:
-      continue
-    if split not in cache:
-      cache[split] = data.load(config.data.name, split)
-    out[role] = cache[split]
+  # Process 0 prepares the dataset's cache alone; the others then read it.
+  for turn in ("primary", "others"):
+    if (turn == "primary") == distributed.is_primary():
+      for role in ("train", "eval", "test"):
+        split = config.data.get(f"{role}_split")
+        if not split:
+          continue
+        if split not in cache:
+          cache[split] = data.load(config.data.name, split)
+        out[role] = cache[split]
+    distributed.barrier(f"jdl_data_{turn}")
   return out, info
+
+
+def resolve_precision(config: ml_collections.ConfigDict) -> precision_lib.Policy:
+  """``config.precision`` as a ``Policy``; a bad name is a ValueError naming the field."""
+  try:
+    return precision_lib.get_policy(config.get("precision", "float32"))
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"precision: expected 'float32', 'mixed_bfloat16' or 'mixed_float16', "
+                     f"got {config.get('precision')!r} ({e})") from None
 
 
 def train_and_evaluate(
@@ -170,9 +203,12 @@ def train_and_evaluate(
     The contents of ``summary.json``.
   """
   wall_start = time.perf_counter()
+  distributed.initialize(config)  # before anything touches a device
+  primary = distributed.is_primary()
+  strategy = parallel.from_config(config)
+  strategy.check_batch_size(config.data.batch_size, "data.batch_size")
+  policy = resolve_precision(config)
   workdir = prepare_workdir(workdir, resume=resume, overwrite=overwrite)
-  if config.strategy != "single":
-    raise ValueError(f"strategy: expected 'single', got {config.strategy!r}")
 
   t = time.perf_counter()
   splits, info = load_splits(config)
@@ -193,12 +229,20 @@ def train_and_evaluate(
 
   sample = step.scale_images({input_key: jnp.asarray(train_data[input_key][:1])}, input_key)[input_key]
   state = create_train_state(model, tx, sample, seed=config.seed)
+  if policy.needs_loss_scaling:
+    state = step.with_loss_scale(state, precision_lib.DynamicLossScale.create(
+        config.loss_scale.initial, growth_interval=config.loss_scale.growth_interval))
+  # Placed before any restore: the checkpoint is read straight into this strategy's shardings.
+  state = strategy.place_state(state)
   classification = info.num_classes is not None
   example_metrics = step.accuracy if classification else step.no_metrics
+  precision = None if policy.compute_dtype == jnp.float32 else policy
   train_step = step.make_train_step(apply_fn=model.apply, loss_fn=loss_fn, tx=tx, input_key=input_key,
-                                    example_metrics=example_metrics)
+                                    example_metrics=example_metrics, axis_name=strategy.axis_name,
+                                    precision=precision)
   eval_step = step.make_eval_step(apply_fn=model.apply, loss_fn=loss_fn, input_key=input_key,
-                                  example_metrics=example_metrics)
+                                  example_metrics=example_metrics, axis_name=strategy.axis_name,
+                                  precision=precision)
 
   callbacks: list[callbacks_lib.Callback] = []
   early = None
@@ -228,20 +272,22 @@ def train_and_evaluate(
     for cb in callbacks:
       cb.load_state_dict(meta.get("callbacks", {}).get(cb.name, {}))
     # Lines logged after the restored checkpoint belong to the lost part of the run.
-    if metrics_path.exists():
+    if primary and metrics_path.exists():
       kept = [line for line in metrics_path.read_text().splitlines()
               if line.strip() and json.loads(line)["epoch"] <= initial_epoch]
       metrics_path.write_text("".join(line + "\n" for line in kept))
   if early is not None and checkpointer is not None:
     early.restore_fn = lambda epoch: checkpointer.restore(state_template, epoch)[0]
-  state_template = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), state)
-  _write_json(workdir / "config.json", config_lib.to_dict(config))
+  state_template = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), state)
+  if primary:
+    _write_json(workdir / "config.json", config_lib.to_dict(config))
 
-  metrics_file = metrics_path.open("a")
+  metrics_file = metrics_path.open("a") if primary else None
 
   def log_fn(logs: Mapping[str, Any]) -> None:
-    metrics_file.write(json.dumps(dict(logs), default=_json_default) + "\n")
-    metrics_file.flush()
+    if metrics_file is not None:
+      metrics_file.write(json.dumps(dict(logs), default=_json_default) + "\n")
+      metrics_file.flush()
 
   on_device = _bool_option(config.data.on_device, "data.on_device")
   try:
@@ -255,10 +301,11 @@ def train_and_evaluate(
         data_on_device="auto" if on_device is None else on_device,
         progress=_bool_option(config.progress, "progress"),
         initial_epoch=initial_epoch, chunks_per_epoch=config.chunks_per_epoch,
-        history=history, log_fn=log_fn,
+        history=history, log_fn=log_fn, strategy=strategy,
     )
   finally:
-    metrics_file.close()
+    if metrics_file is not None:
+      metrics_file.close()
     if checkpointer is not None:
       checkpointer.close()
 
@@ -271,21 +318,24 @@ def train_and_evaluate(
       "train_seconds": result.train_seconds,
       "compile_seconds": result.compile_seconds,
       "data_seconds": data_seconds,
+      "strategy": strategy.describe(),
+      "precision": str(config.get("precision", "float32")),
   }
   if early is not None:
     summary["best_epoch"] = early.best_epoch
     summary[f"best_{early.monitor}"] = early.best
   if "test" in splits:
     t = time.perf_counter()
-    evaluator = loop.Evaluator(eval_step, config.data.eval_batch_size)
+    evaluator = loop.Evaluator(eval_step, config.data.eval_batch_size, strategy)
     summary.update(evaluator(result.state, splits["test"], prefix="test_"))
     summary["test_seconds"] = time.perf_counter() - t
   summary["wall_seconds"] = time.perf_counter() - wall_start
   summary["config"] = config_lib.to_dict(config)
   summary["environment"] = environment()
   summary["history"] = result.history
-  _write_json(workdir / "summary.json", summary)
-  if config.plot and result.history:
+  if primary:
+    _write_json(workdir / "summary.json", summary)
+  if primary and config.plot and result.history:
     from jdl.train import plots  # pylint: disable=g-import-not-at-top
 
     plots.plot_history(result.history, workdir / "curves.png", title=str(config.get("name", "")))

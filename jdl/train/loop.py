@@ -9,7 +9,10 @@ stream from the host, one step ahead.
 
 Every function is compiled ahead of time (``jit(...).lower(...).compile()``),
 so compile time is measured apart from run time and a shape change cannot
-silently recompile.
+silently recompile. Compiling and placing is the ``strategy``'s job
+(``jdl.train.parallel``): the same loop runs on one device, data-parallel over
+a mesh, one program per device (``pmap``) or model-parallel, and on several
+processes (only process 0 shows progress).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jdl.data import pipeline
+from jdl.train import parallel
 from jdl.train.callbacks import Callback, Run
 from jdl.train.state import TrainState
 
@@ -61,43 +65,31 @@ def choose_chunks(steps: int, target: int) -> int:
   return max(d for d in range(1, target + 1) if steps % d == 0)
 
 
-def _chunk_program(step_fn: StepFn, batch_size: int, length: int):
-  """``(state, data, perm, start) -> (state, metrics[length])``: ``length`` steps from batch ``start``."""
-
-  def run_chunk(state, data, perm, start):
-    def body(state, i):
-      idx_B = jax.lax.dynamic_slice_in_dim(perm, (start + i) * batch_size, batch_size)
-      batch = {k: jnp.take(v, idx_B, axis=0) for k, v in data.items()}
-      return step_fn(state, batch)
-
-    return jax.lax.scan(body, state, jnp.arange(length, dtype=jnp.int32))
-
-  return run_chunk
-
-
-def _eval_program(eval_fn: EvalFn):
-  """``(state, blocks) -> sums``: the eval step mapped over ``(num_batches, B, ...)`` blocks."""
-
-  def run_eval(state, blocks):
-    sums = jax.lax.map(lambda batch: eval_fn(state, batch), blocks)
-    return jax.tree.map(lambda s: jnp.sum(s, axis=0), sums)
-
-  return run_eval
+# The programs live with the strategies that compile them; kept here under their old names.
+_chunk_program = parallel.chunk_program
+_eval_program = parallel.eval_program
 
 
 class Evaluator:
   """Evaluates a state on a dataset, compiling once per dataset shape.
 
   The dataset is padded into fixed-size batches with a mask (no example is
-  dropped) and kept on the device between calls.
+  dropped) and kept on the device(s) between calls. Under a multi-device
+  strategy the batch size is rounded up to split evenly over the devices (the
+  padding is masked, so the result does not change).
+
+  Args:
+    eval_fn: ``(state, batch) -> sums`` (``make_eval_step``), uncompiled.
+    batch_size: examples per evaluation batch.
+    strategy: a ``jdl.train.parallel.Strategy`` or its name; default ``single``.
   """
 
-  def __init__(self, eval_fn: EvalFn, batch_size: int):
-    if not isinstance(batch_size, int) or batch_size < 1:
+  def __init__(self, eval_fn: EvalFn, batch_size: int, strategy: parallel.Strategy | str | None = None):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
       raise ValueError(f"eval_batch_size: expected a positive integer, got {batch_size!r}")
-    self.eval_fn = eval_fn
+    self.strategy = parallel.get(strategy)
+    self.eval_fn = self.strategy.bind_eval_step(eval_fn)
     self.batch_size = batch_size
-    self._jitted = jax.jit(_eval_program(eval_fn))
     self._compiled: dict[Any, Any] = {}
     self._placed: dict[int, Any] = {}
     self.compile_seconds = 0.0
@@ -106,17 +98,19 @@ class Evaluator:
     key = id(arrays)
     if key not in self._placed:
       n = pipeline.num_examples(arrays)
-      self._placed[key] = (arrays, jax.device_put(pipeline.padded_eval_batches(arrays, min(self.batch_size, n))))
+      batch_size = self.strategy.eval_batch_size(min(self.batch_size, n))
+      blocks = self.strategy.place_eval_blocks(pipeline.padded_eval_batches(arrays, batch_size))
+      self._placed[key] = (arrays, blocks)  # holding `arrays` keeps its id from being reused
     return self._placed[key][1]
 
   def sums(self, state: TrainState, arrays: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
     """Device sums of the loss and metrics, and ``count``; no host sync."""
     blocks = self._blocks(arrays)
     signature = jax.tree.map(lambda a: (a.shape, a.dtype), (state, blocks))
-    signature = tuple(jax.tree.leaves(signature))
+    signature = (jax.tree.structure(state), tuple(jax.tree.leaves(signature)))
     if signature not in self._compiled:
       start = time.perf_counter()
-      self._compiled[signature] = self._jitted.lower(state, blocks).compile()
+      self._compiled[signature] = self.strategy.compile_eval(self.eval_fn, state, blocks)
       self.compile_seconds += time.perf_counter() - start
     return self._compiled[signature](state, blocks)
 
@@ -193,6 +187,7 @@ def fit(
     chunks_per_epoch: int = 10,
     history: list[dict[str, Any]] | None = None,
     log_fn: Callable[[dict[str, Any]], None] | None = None,
+    strategy: parallel.Strategy | str | None = None,
 ) -> FitResult:
   """Trains ``state`` for ``epochs`` epochs.
 
@@ -217,12 +212,20 @@ def fit(
     chunks_per_epoch: how many progress updates an epoch gets.
     history: earlier epochs' logs (when resuming); new epochs are appended.
     log_fn: called with each epoch's logs (e.g. to append to metrics.jsonl).
+    strategy: how the step is compiled and the state and data placed: a
+      ``jdl.train.parallel.Strategy`` or a name (``'single'``,
+      ``'data_parallel'``, ``'pmap'``, ``'model_parallel'``, ``'auto'``);
+      default ``'single'``. ``batch_size`` must split evenly over its
+      data-parallel devices. ``state`` may be placed already
+      (``strategy.place_state``) or not.
 
   Returns:
     A ``FitResult``.
   """
   n = pipeline.num_examples(train_data)
   pipeline.check_batch_size(n, batch_size)
+  strategy = parallel.get(strategy)
+  strategy.check_batch_size(batch_size, "batch_size")
   if not isinstance(epochs, int) or epochs < 0:
     raise ValueError(f"epochs: expected a non-negative integer, got {epochs!r}")
   if data_on_device not in ("auto", True, False):
@@ -233,8 +236,11 @@ def fit(
 
   steps = pipeline.steps_per_epoch(n, batch_size)
   examples_per_epoch = steps * batch_size
-  run = Run(state=state, history=list(history or []), epoch=initial_epoch)
-  evaluator = Evaluator(eval_step, eval_batch_size) if eval_step is not None else None
+  evaluator = Evaluator(eval_step, eval_batch_size, strategy) if eval_step is not None else None
+  train_step = strategy.bind_train_step(train_step)
+  if jax.process_index() != 0:
+    progress = False  # one progress display per run, not per process
+  run = Run(state=strategy.place_state(state), history=list(history or []), epoch=initial_epoch)
   progress_ = _Progress(progress, epochs, steps)
 
   compile_seconds = 0.0
@@ -242,14 +248,13 @@ def fit(
   if on_device:
     num_chunks = choose_chunks(steps, chunks_per_epoch)
     chunk_len = steps // num_chunks
-    data_dev = jax.device_put(dict(train_data))
-    perm0 = pipeline.epoch_permutation(seed, 0, n)
-    compiled = jax.jit(_chunk_program(train_step, batch_size, chunk_len), donate_argnums=0).lower(
-        run.state, data_dev, perm0, jnp.int32(0)).compile()
+    data_dev = strategy.place_data(train_data)
+    perm0 = strategy.place_permutation(pipeline.epoch_permutation(seed, 0, n))
+    compiled = strategy.compile_chunk(train_step, run.state, data_dev, perm0, batch_size, chunk_len)
   else:
-    compiled = jax.jit(train_step, donate_argnums=0).lower(
-        run.state, {k: jax.ShapeDtypeStruct((batch_size,) + np.shape(v)[1:], np.asarray(v).dtype)
-                    for k, v in train_data.items()}).compile()
+    compiled = strategy.compile_step(
+        train_step, run.state, {k: jax.ShapeDtypeStruct((batch_size,) + np.shape(v)[1:], np.asarray(v).dtype)
+                                for k, v in train_data.items()})
   compile_seconds += time.perf_counter() - t0
 
   for cb in callbacks:
@@ -276,14 +281,14 @@ def fit(
                          done * batch_size / max(elapsed, 1e-9))
 
     if on_device:
+      perm = strategy.place_permutation(perm)
       for c in range(num_chunks):
-        run.state, metrics = compiled(run.state, data_dev, perm, jnp.int32(c * chunk_len))
+        run.state, metrics = compiled(run.state, data_dev, perm, strategy.index(c * chunk_len))
         pending.append((chunk_len, metrics))
         drain(keep=1)  # read chunk c-1 while chunk c runs
     else:
       group: list[dict[str, jax.Array]] = []
-      batches = pipeline.host_batches(train_data, np.asarray(perm), batch_size, steps)
-      for i, batch in enumerate(pipeline.prefetch_to_device(batches)):
+      for i, batch in enumerate(strategy.batches(train_data, np.asarray(perm), batch_size, steps)):
         run.state, metrics = compiled(run.state, batch)
         group.append(metrics)
         if len(group) == max(1, steps // chunks_per_epoch) or i == steps - 1:

@@ -2,21 +2,32 @@
 
 ``make_train_step`` binds a model, a loss and an optimizer into
 ``train_step(state, batch) -> (state, metrics)``: a pure function of arrays that
-strategies compile (``jax.jit``, with or without shardings, or ``jax.pmap``) and
-that ``lax.scan`` runs over a whole epoch. Nothing here is jitted: compiling is
-the caller's decision, made once.
+strategies compile (``jax.jit``, with or without shardings, or one copy per
+device under ``pmap``) and that ``lax.scan`` runs over a whole epoch. Nothing
+here is jitted: compiling is the caller's decision, made once.
+
+Mixed precision (``precision=``, a ``jdl.train.precision.Policy`` or its name):
+the float32 master parameters and the inputs are cast to the compute dtype
+inside the step, the outputs and the loss back to float32; gradients arrive in
+float32 (the transpose of a cast casts back). With float16 the state carries a
+``DynamicLossScale`` (``with_loss_scale``): the loss is scaled before
+differentiation, non-finite steps are skipped and the scale adapts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
 
+from jdl.train import precision as precision_lib
 from jdl.train.state import TrainState
 
 Batch = Mapping[str, jax.Array]
@@ -54,15 +65,109 @@ def masked_mean(values_B: jax.Array, mask_B: jax.Array | None) -> jax.Array:
   return jnp.sum(values_B * mask_B) / jnp.maximum(jnp.sum(mask_B), 1.0)
 
 
-def _apply(apply_fn, params, model_state, x, *, train: bool, rng: jax.Array | None):
-  """Calls the model; returns ``(outputs, updated model_state)``."""
-  variables = {"params": params, **model_state}
-  rngs = {"dropout": rng} if rng is not None else None
-  mutable = list(model_state) if train else False
-  if mutable:
-    outputs, new_state = apply_fn(variables, x, train=True, rngs=rngs, mutable=mutable)
-    return outputs, dict(new_state)
-  return apply_fn(variables, x, train=train, rngs=rngs), model_state
+@flax.struct.dataclass
+class LossScaledTrainState(TrainState):
+  """A ``TrainState`` that also carries float16's dynamic loss scale.
+
+  Part of the pytree, so it is donated, sharded and checkpointed with the rest
+  of the state: a resumed float16 run continues with the scale it had.
+  """
+
+  loss_scale: precision_lib.DynamicLossScale
+
+
+def with_loss_scale(state: TrainState,
+                    loss_scale: precision_lib.DynamicLossScale | None = None) -> LossScaledTrainState:
+  """``state`` plus a loss scale (default ``DynamicLossScale.create()``), for float16 training."""
+  if not isinstance(state, TrainState):
+    raise TypeError(f"state: expected a TrainState, got {type(state).__name__}")
+  fields = {name: getattr(state, name) for name in ("step", "params", "opt_state", "model_state", "rng")}
+  return LossScaledTrainState(**fields, loss_scale=loss_scale or precision_lib.DynamicLossScale.create())
+
+
+# Layers whose inputs are cast to the compute dtype. Models may upcast their
+# input (``jnp.asarray(x, jnp.float32)``); without this, a bfloat16 kernel
+# meeting a float32 input would promote the matmul back to float32.
+_COMPUTE_LAYERS = (nn.Dense, nn.DenseGeneral, nn.Conv, nn.ConvTranspose, nn.ConvLocal, nn.Einsum)
+
+
+def _compute_dtype_interceptor(dtype: jnp.dtype):
+  def interceptor(next_fun, args, kwargs, context):
+    if context.method_name == "__call__" and isinstance(context.module, _COMPUTE_LAYERS):
+      args = tuple(x.astype(dtype) if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.floating) else x
+                   for x in args)
+    return next_fun(*args, **kwargs)
+
+  return interceptor
+
+
+def _sync_batch_norm_interceptor(axis_name: str):
+  """Makes every BatchNorm without an ``axis_name`` average its statistics over ``axis_name``.
+
+  Under ``pmap`` each device sees a slice of the batch; without this its
+  BatchNorm would normalise with the slice's statistics, not the batch's.
+  Models need not know which strategy runs them.
+  """
+
+  def interceptor(next_fun, args, kwargs, context):
+    module = context.module
+    if context.method_name != "__call__" or not isinstance(module, nn.BatchNorm) or module.axis_name is not None:
+      return next_fun(*args, **kwargs)
+    # The bound module is this apply's own copy; set the field for this call only.
+    object.__setattr__(module, "axis_name", axis_name)
+    try:
+      return next_fun(*args, **kwargs)
+    finally:
+      object.__setattr__(module, "axis_name", None)
+
+  return interceptor
+
+
+def _apply(apply_fn, params, model_state, x, *, train: bool, rng: jax.Array | None,
+           policy: precision_lib.Policy | None = None, axis_name: str | None = None):
+  """Calls the model; returns ``(outputs, updated model_state)``.
+
+  With a 16-bit ``policy`` the parameters and input are cast to its compute
+  dtype and the outputs to its output dtype; the model state (BatchNorm
+  statistics) stays float32.
+  """
+  with contextlib.ExitStack() as stack:
+    if policy is not None and policy.compute_dtype != jnp.float32:
+      params, x = policy.cast_to_compute((params, x))
+      stack.enter_context(nn.intercept_methods(_compute_dtype_interceptor(policy.compute_dtype)))
+    if axis_name is not None and train:
+      stack.enter_context(nn.intercept_methods(_sync_batch_norm_interceptor(axis_name)))
+    variables = {"params": params, **model_state}
+    rngs = {"dropout": rng} if rng is not None else None
+    mutable = list(model_state) if train else False
+    if mutable:
+      outputs, new_state = apply_fn(variables, x, train=True, rngs=rngs, mutable=mutable)
+      new_state = dict(new_state)
+    else:
+      outputs, new_state = apply_fn(variables, x, train=train, rngs=rngs), model_state
+  if policy is not None and policy.compute_dtype != jnp.float32:
+    outputs = policy.cast_to_output(outputs)
+  return outputs, new_state
+
+
+def _policy(precision: precision_lib.Policy | str | None) -> precision_lib.Policy | None:
+  """The policy, or None when computation stays in float32 (the unchanged fast path)."""
+  if precision is None:
+    return None
+  if not isinstance(precision, (str, precision_lib.Policy)):
+    raise TypeError(f"precision: expected a Policy or a policy name such as 'mixed_bfloat16', got {precision!r}")
+  policy = precision_lib.get_policy(precision)
+  return None if policy.compute_dtype == jnp.float32 else policy
+
+
+def _loss_scale(state: TrainState, policy: precision_lib.Policy | None) -> precision_lib.DynamicLossScale | None:
+  if policy is None or not policy.needs_loss_scaling:
+    return None
+  loss_scale = getattr(state, "loss_scale", None)
+  if not isinstance(loss_scale, precision_lib.DynamicLossScale):
+    raise ValueError(f"state: precision {policy.compute_dtype.name} needs a dynamic loss scale in the state; "
+                     f"expected a LossScaledTrainState (jdl.train.with_loss_scale(state)), got {type(state).__name__}")
+  return loss_scale
 
 
 def train_step(
@@ -76,45 +181,99 @@ def train_step(
     example_metrics: ExampleMetrics = accuracy,
     regularizer: Callable[[Any], jax.Array] | None = None,
     axis_name: str | None = None,
+    precision: precision_lib.Policy | str | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer update; pure.
 
   The objective is the masked mean of the per-example loss, plus
   ``regularizer(params)`` when given. Gradients come from
-  ``jax.value_and_grad``; with ``axis_name`` (pmap) they, the metrics and the
-  batch statistics are averaged across that axis before the update.
+  ``jax.value_and_grad``.
+
+  With ``axis_name`` (one copy of the step per device, the ``pmap``
+  strategy) each device holds a slice of the batch. Each device sums its
+  slice's losses and divides by the *global* count of unmasked examples, and
+  the gradients and metrics are summed over the axis: the result is the
+  global batch's mean exactly, even when masks leave the devices uneven
+  counts (a mean of per-device means would not be). BatchNorm layers average
+  their statistics over the axis, the updated statistics are averaged, and
+  the dropout key is folded with the device index so devices draw different
+  masks.
+
+  With a float16 ``precision`` the state must carry a loss scale
+  (``with_loss_scale``); a step whose gradients overflow leaves parameters,
+  optimizer state and batch statistics unchanged and halves the scale.
 
   Returns:
     The new state and a dict of scalar metrics: ``loss`` (the data term),
-    ``objective`` when a regularizer is present, and the batch means of
-    ``example_metrics``.
+    ``objective`` when a regularizer is present, the batch means of
+    ``example_metrics``, and ``loss_scale`` under float16.
   """
+  policy = _policy(precision)
+  loss_scale = _loss_scale(state, policy)
   batch = scale_images(batch, input_key)
   mask_B = batch.get("mask")
   rng = jax.random.fold_in(state.rng, state.step)
 
-  def objective(params):
-    outputs, model_state = _apply(apply_fn, params, state.model_state, batch[input_key], train=True, rng=rng)
-    loss = masked_mean(loss_fn(outputs, batch), mask_B)
-    total = loss + regularizer(params) if regularizer is not None else loss
-    return total, (loss, outputs, model_state)
+  if axis_name is None:
+    reduce = functools.partial(_masked_mean_of, mask_B=mask_B)
+    reg_share = 1.0
+  else:
+    rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
+    local_count = (jnp.asarray(batch[input_key].shape[0], jnp.float32) if mask_B is None
+                   else jnp.sum(mask_B.astype(jnp.float32)))
+    count = jnp.maximum(jax.lax.psum(local_count, axis_name), 1.0)
+    reduce = functools.partial(_share_of_global_mean, mask_B=mask_B, count=count)
+    reg_share = 1.0 / jax.lax.axis_size(axis_name)  # summed over the devices: counted once
 
-  (total, (loss, outputs, model_state)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+  def objective(params):
+    outputs, model_state = _apply(apply_fn, params, state.model_state, batch[input_key], train=True, rng=rng,
+                                  policy=policy, axis_name=axis_name)
+    loss = reduce(loss_fn(outputs, batch))
+    if regularizer is None:
+      total = loss
+    elif axis_name is None:
+      total = loss + regularizer(params)
+    else:
+      total = loss + regularizer(params) * reg_share
+    differentiated = total if loss_scale is None else loss_scale.scale_loss(total)
+    return differentiated, (total, loss, outputs, model_state)
+
+  (_, (total, loss, outputs, model_state)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
   if axis_name is not None:
-    grads = jax.lax.pmean(grads, axis_name)
+    grads = jax.lax.psum(grads, axis_name)
     model_state = jax.lax.pmean(model_state, axis_name)
+  finite = None
+  if loss_scale is not None:
+    grads, finite = loss_scale.unscale_and_check(grads)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
+  if finite is not None:
+    params, opt_state, model_state = precision_lib.select_tree(
+        finite, (params, opt_state, model_state), (state.params, state.opt_state, state.model_state))
 
   metrics = {"loss": loss}
   if regularizer is not None:
     metrics["objective"] = total
   for name, values_B in example_metrics(outputs, batch).items():
-    metrics[name] = masked_mean(values_B, mask_B)
+    metrics[name] = reduce(values_B)
   if axis_name is not None:
-    metrics = jax.lax.pmean(metrics, axis_name)
+    metrics = jax.lax.psum(metrics, axis_name)
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state)
+  if loss_scale is not None:
+    metrics["loss_scale"] = loss_scale.scale
+    new_state = new_state.replace(loss_scale=loss_scale.adjust(finite))
   return new_state, metrics
+
+
+def _masked_mean_of(values_B: jax.Array, *, mask_B: jax.Array | None) -> jax.Array:
+  return masked_mean(values_B, mask_B)
+
+
+def _share_of_global_mean(values_B: jax.Array, *, mask_B: jax.Array | None, count: jax.Array) -> jax.Array:
+  """This device's share of the global masked mean: its masked sum over the global count."""
+  if mask_B is not None:
+    values_B = values_B * mask_B.astype(values_B.dtype)
+  return jnp.sum(values_B) / count.astype(values_B.dtype)
 
 
 def eval_step(
@@ -126,14 +285,17 @@ def eval_step(
     input_key: str = "image",
     example_metrics: ExampleMetrics = accuracy,
     axis_name: str | None = None,
+    precision: precision_lib.Policy | str | None = None,
 ) -> dict[str, jax.Array]:
   """Sums of the loss and metrics over the batch's unmasked examples, and their count.
 
   Sums rather than means, so batches (and devices) merge by addition and a
-  padded last batch counts exactly its real examples.
+  padded last batch counts exactly its real examples. Evaluation runs in the
+  training's compute dtype (``precision``), as the trained model will be used.
   """
   batch = scale_images(batch, input_key)
-  outputs, _ = _apply(apply_fn, state.params, state.model_state, batch[input_key], train=False, rng=None)
+  outputs, _ = _apply(apply_fn, state.params, state.model_state, batch[input_key], train=False, rng=None,
+                      policy=_policy(precision))
   per_example = {"loss": loss_fn(outputs, batch), **example_metrics(outputs, batch)}
   mask_B = batch.get("mask")
   if mask_B is None:
@@ -146,11 +308,22 @@ def eval_step(
   return sums
 
 
+def _check_bound(bound: dict[str, Any]) -> dict[str, Any]:
+  """Checks the arguments a step is built with now, not when it is first traced."""
+  if "precision" in bound and bound["precision"] is not None:
+    _policy(bound["precision"])  # raises on a bad name or type
+    bound["precision"] = precision_lib.get_policy(bound["precision"])
+  axis_name = bound.get("axis_name")
+  if axis_name is not None and not isinstance(axis_name, str):
+    raise TypeError(f"axis_name: expected a string or None, got {axis_name!r}")
+  return bound
+
+
 def make_train_step(**bound: Any) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
   """``train_step`` with its constants bound: ``(state, batch) -> (state, metrics)``."""
-  return functools.partial(train_step, **bound)
+  return functools.partial(train_step, **_check_bound(dict(bound)))
 
 
 def make_eval_step(**bound: Any) -> Callable[[TrainState, Batch], dict[str, jax.Array]]:
   """``eval_step`` with its constants bound: ``(state, batch) -> sums``."""
-  return functools.partial(eval_step, **bound)
+  return functools.partial(eval_step, **_check_bound(dict(bound)))

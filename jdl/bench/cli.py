@@ -1,0 +1,138 @@
+"""``jdl bench run`` and ``jdl bench report``.
+
+    jdl bench run --suite NAME --out DIR [--import FILE ...] [--workloads A,B] [--optimizers X,Y]
+                  [--trials K] [--seeds S] [--search grid|quasirandom] [--tune all|learning_rate,...]
+                  [--max-runs N] [--executor local|submitit [--cluster slurm|local|debug] ...]
+    jdl bench run --list
+    jdl bench report DIR [--import FILE ...]
+
+Exit status of ``run``: 0 when the suite is complete, 3 when ``--max-runs``
+stopped it (run the same command again to continue), 1 when some groups
+failed (see DIR/errors.jsonl; they are retried by the next run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+
+EXIT_INTERRUPTED = 3
+
+
+def _names(text: str) -> tuple[str, ...]:
+  return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def run_parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="jdl bench run", description="Run (or resume) an optimizer benchmark suite.")
+  p.add_argument("--suite", help="suite name (see --list)")
+  p.add_argument("--out", help="results directory (DIR/results.jsonl); an existing one is resumed")
+  p.add_argument("--import", dest="imports", action="append", default=[], metavar="FILE",
+                 help="a Python file registering workloads, optimizers or suites (repeatable)")
+  p.add_argument("--workloads", type=_names, help="comma-separated workloads replacing the suite's")
+  p.add_argument("--optimizers", type=_names, help="comma-separated optimizers replacing the suite's")
+  p.add_argument("--trials", type=int, help="tuning trials K per (workload, optimizer)")
+  p.add_argument("--seeds", type=int, help="confirmation seeds S")
+  p.add_argument("--search", choices=("grid", "quasirandom"), help="how trials are drawn")
+  p.add_argument("--tune", help="tuned hyperparameters: 'all' or a comma-separated list with learning_rate")
+  p.add_argument("--max-runs", type=int, help="stop after writing this many runs (exit status 3)")
+  p.add_argument("--executor", choices=("local", "submitit"), default="local",
+                 help="local: this process; submitit: one job per (workload, optimizer)")
+  p.add_argument("--cluster", choices=("slurm", "local", "debug"), help="submitit's cluster (default: detected)")
+  p.add_argument("--timeout-min", type=int, default=60, help="submitit job time limit")
+  p.add_argument("--partition", help="SLURM partition")
+  p.add_argument("--gpus-per-node", type=int, help="SLURM GPUs per job")
+  p.add_argument("--cpus-per-task", type=int, help="SLURM CPUs per job")
+  p.add_argument("--list", action="store_true", help="list suites, workloads and optimizers, then exit")
+  p.add_argument("--quiet", action="store_true", help="no progress lines")
+  return p
+
+
+def _suite_from_args(args: argparse.Namespace):
+  from jdl.bench import suite as suite_lib  # pylint: disable=g-import-not-at-top
+
+  suite = suite_lib.get_suite(args.suite)
+  changes = {}
+  if args.workloads:
+    changes["workloads"] = args.workloads
+    changes["budgets"] = {k: v for k, v in suite.budgets.items() if k in args.workloads}
+  if args.optimizers:
+    changes["optimizers"] = args.optimizers
+  for arg in ("trials", "seeds", "search"):
+    if getattr(args, arg) is not None:
+      changes[arg] = getattr(args, arg)
+  if args.tune is not None:
+    changes["tune"] = None if args.tune.strip() == "all" else _names(args.tune)
+  return dataclasses.replace(suite, **changes) if changes else suite
+
+
+def run_main(argv: Sequence[str]) -> int:
+  """``jdl bench run``; returns the exit status."""
+  args = run_parser().parse_args(list(argv))
+  from jdl.bench import cluster, records, search  # pylint: disable=g-import-not-at-top
+  from jdl.bench import suite as suite_lib  # pylint: disable=g-import-not-at-top
+  from jdl.bench import workloads  # pylint: disable=g-import-not-at-top
+
+  for path in args.imports:
+    cluster.load_user_file(path)
+  if args.list:
+    print("suites:")
+    for name in suite_lib.list_suites():
+      s = suite_lib.get_suite(name)
+      print(f"  {name}: {s.description}")
+    print("workloads:")
+    for name in workloads.list_workloads():
+      print(f"  {name}: {workloads.get_workload(name).description}")
+    print("optimizers: " + ", ".join(search.list_optimizers()))
+    return 0
+  if not args.suite or not args.out:
+    raise ValueError("jdl bench run needs --suite NAME and --out DIR (or --list)")
+  suite = _suite_from_args(args)
+  log = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
+  argv_full = ["jdl", "bench", "run", *argv]
+  if args.executor == "submitit":
+    if args.max_runs is not None:
+      raise ValueError("--max-runs applies to --executor local only")
+    params = {"timeout_min": args.timeout_min}
+    for arg, key in (("partition", "slurm_partition"), ("gpus_per_node", "gpus_per_node"),
+                     ("cpus_per_task", "cpus_per_task")):
+      if getattr(args, arg) is not None:
+        params[key] = getattr(args, arg)
+    progress = cluster.run_suite_submitit(suite, args.out, cluster=args.cluster, imports=args.imports,
+                                          parameters=params, log=log, argv=argv_full)
+  else:
+    progress = suite_lib.run_suite(suite, args.out, max_runs=args.max_runs, log=log, argv=argv_full)
+  print(f"{args.out}/{records.RESULTS_FILE}: {progress.appended} run(s) written, {progress.skipped} already there"
+        + (f", {progress.failed_groups} group(s) failed (see {args.out}/{records.ERRORS_FILE})"
+           if progress.failed_groups else ""))
+  if progress.interrupted:
+    print(f"stopped after --max-runs {args.max_runs}; run the same command again to continue")
+    return EXIT_INTERRUPTED
+  return 1 if progress.failed_groups else 0
+
+
+def report_parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="jdl bench report",
+                              description="Write DIR/report.md and a self-contained DIR/report.html.")
+  p.add_argument("dir", help="a results directory of `jdl bench run`")
+  p.add_argument("--import", dest="imports", action="append", default=[], metavar="FILE",
+                 help="a Python file registering workloads (for the 2-D contours of your own functions)")
+  return p
+
+
+def report_main(argv: Sequence[str]) -> int:
+  """``jdl bench report``; returns the exit status."""
+  args = report_parser().parse_args(list(argv))
+  from jdl.bench import cluster, report  # pylint: disable=g-import-not-at-top
+
+  for path in args.imports:
+    cluster.load_user_file(path)
+  md, html = report.write_report(args.dir)
+  print(f"wrote {md} and {html}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(run_main(sys.argv[1:]))

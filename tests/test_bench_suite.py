@@ -1,0 +1,138 @@
+"""The `jdl bench` command: an interrupted smoke suite resumes without redoing runs; reports; users' own files."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+
+import pytest
+
+from jdl import cli
+from jdl.bench import records
+
+SMOKE_RUNS = 3 * 4 * (4 + 4)  # workloads x optimizers x (trials + seeds)
+
+
+def _jdl(*args, env):
+  return subprocess.run([sys.executable, "-m", "jdl.cli", *args], capture_output=True, text=True, env=env,
+                        timeout=600)
+
+
+@pytest.fixture
+def env(tmp_path):
+  return {**os.environ, "JDL_TFDS_DIR": str(tmp_path / "tfds"), "MPLBACKEND": "Agg"}
+
+
+def _ids(out):
+  return [json.loads(line)["run_id"] for line in (out / records.RESULTS_FILE).read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_smoke_suite_interrupted_then_resumed_then_reported(tmp_path, env, capsys):
+  out = tmp_path / "smoke"
+  first = _jdl("bench", "run", "--suite", "smoke", "--out", str(out), "--max-runs", "30", env=env)
+  assert first.returncode == 3, first.stdout + first.stderr
+  assert "30 run(s) written" in first.stdout and "run the same command again" in first.stdout
+  written = (out / records.RESULTS_FILE).read_bytes()
+  assert len(_ids(out)) == 30
+  # A kill in the middle of a write leaves half a record behind.
+  with open(out / records.RESULTS_FILE, "ab") as f:
+    f.write(b'{"run_id": "deadbeefdeadbeef", "suite": "sm')
+
+  second = _jdl("bench", "run", "--suite", "smoke", "--out", str(out), env=env)
+  assert second.returncode == 0, second.stdout + second.stderr
+  assert f"{SMOKE_RUNS - 30} run(s) written, 30 already there" in second.stdout
+  ids = _ids(out)
+  assert len(ids) == SMOKE_RUNS and not [i for i, n in Counter(ids).items() if n > 1]
+  assert (out / records.RESULTS_FILE).read_bytes().startswith(written)  # finished runs were not redone
+
+  assert cli.main(["bench", "run", "--suite", "smoke", "--out", str(out)]) == 0  # nothing left to do
+  assert f"0 run(s) written, {SMOKE_RUNS} already there" in capsys.readouterr().out
+
+  recs = [json.loads(line) for line in (out / records.RESULTS_FILE).read_text().splitlines()]
+  assert Counter(r["role"] for r in recs) == {"tune": 48, "final": 48}
+  assert {r["workload"] for r in recs} == {"rosenbrock", "quadratic_deep", "digits_logreg"}
+  assert {r["optimizer"] for r in recs} == {"sgd", "momentum", "adam", "rmsprop"}
+  final = [r for r in recs if r["role"] == "final" and r["workload"] == "digits_logreg"]
+  assert sorted({r["seed"] for r in final}) == [1, 2, 3, 4]
+  assert all(r["curves"]["step"][-1] == 200 and len(r["curves"]["valid_accuracy"]) == 11 for r in final)
+  assert all(r["trajectory"] for r in recs if r["workload"] == "rosenbrock")
+  meta = json.loads((out / "meta.json").read_text())
+  assert len(meta) == 3 and meta[0]["final_seeds"] == [1, 2, 3, 4] and meta[0]["versions"]["jax"]
+
+  assert cli.main(["bench", "report", str(out)]) == 0
+  md = (out / "report.md").read_text()
+  html = (out / "report.html").read_text()
+  for text in ("Leaderboard", "digits_logreg", "rosenbrock", "jax", "git revision", "confirmation seeds"):
+    assert text in md and text in html
+  assert html.count("data:image/png;base64,") == 4  # profiles, curves, sensitivity, trajectories
+  assert "report_files/" not in html  # self-contained
+  assert all((out / "report_files" / f"{n}.png").exists()
+             for n in ("profiles", "learning_curves", "lr_sensitivity", "trajectories"))
+
+
+USER_FILE = '''
+import optax
+import jdl.bench
+import jdl.optim
+
+jdl.bench.register_workload(jdl.bench.dataset_workload(
+    "iris_tiny", dataset="iris", model="mlp", model_options={"hidden": (8,)}, target=0.8, steps=40,
+    eval_every=10, batch_size=16))
+jdl.bench.register_optimizer("optax_momentum", optax.sgd, search_space={
+    "learning_rate": jdl.optim.log_uniform(1e-2, 1.0), "momentum": jdl.optim.uniform(0.0, 0.9)})
+jdl.bench.register_optimizer("optax_adam", optax.adam, search_space={
+    "learning_rate": jdl.optim.log_uniform(1e-4, 1e-1), "b1": jdl.optim.uniform(0.8, 0.95)})
+jdl.bench.register_suite(jdl.bench.Suite(
+    name="mine", workloads=("iris_tiny",), optimizers=("optax_momentum", "optax_adam"), trials=4, tune=None,
+    seeds=4, search="quasirandom"))
+'''
+
+
+def test_users_register_workloads_optimizers_and_suites_from_their_own_file(tmp_path, capsys):
+  user = tmp_path / "mine.py"
+  user.write_text(textwrap.dedent(USER_FILE))
+  out = tmp_path / "mine"
+  assert cli.main(["bench", "run", "--suite", "mine", "--out", str(out), "--import", str(user), "--quiet"]) == 0
+  recs = records.read_records(out / records.RESULTS_FILE)
+  assert len(recs) == 2 * (4 + 4)
+  trials = [r for r in recs if r["optimizer"] == "optax_momentum" and r["role"] == "tune"]
+  assert len({r["hparams"]["momentum"] for r in trials}) == 4  # quasi-random over the whole space
+  assert {r["timing"]["runs_in_program"] for r in trials} == {4}  # all four in one vmapped program
+  finals = [r for r in recs if r["optimizer"] == "optax_momentum" and r["role"] == "final"]
+  assert finals[0]["timing"]["compile_seconds"] == 0.0  # the seeds reuse the trials' program
+  assert cli.main(["bench", "report", str(out), "--import", str(user)]) == 0
+  assert "iris_tiny" in (out / "report.md").read_text()
+  assert (out / "report.html").exists()
+  capsys.readouterr()
+  # Errors name what is wrong.
+  assert cli.main(["bench", "run", "--suite", "nope", "--out", str(out)]) == 2
+  assert "unknown suite 'nope'" in capsys.readouterr().err
+  assert cli.main(["bench", "report", str(tmp_path / "empty")]) == 2
+  assert "no run records" in capsys.readouterr().err
+
+
+def test_list_names_suites_workloads_and_optimizers(capsys):
+  assert cli.main(["bench", "run", "--list"]) == 0
+  text = capsys.readouterr().out
+  for name in ("smoke", "small", "gpu", "quadratic_deep", "mnist1d_gru", "fmnist_cnn", "diabetes_mlp", "rmsprop"):
+    assert name in text
+
+
+def test_submitit_local_executor_runs_one_job_per_pair(tmp_path, env):
+  pytest.importorskip("submitit")
+  user = tmp_path / "mine.py"
+  user.write_text(textwrap.dedent(USER_FILE))
+  out = tmp_path / "cluster"
+  args = ["bench", "run", "--suite", "mine", "--optimizers", "optax_momentum", "--out", str(out), "--import",
+          str(user), "--executor", "submitit", "--cluster", "local"]
+  res = _jdl(*args, "--timeout-min", "10", env=env)
+  assert res.returncode == 0, res.stdout + res.stderr
+  assert "submitted 1 job(s) to local" in res.stdout
+  ids = _ids(out)
+  assert len(ids) == 8 and len(set(ids)) == 8
+  assert [p.name for p in (out / "shards").glob("*.jsonl")] == ["iris_tiny__optax_momentum.jsonl"]
+  again = _jdl(*args, env=env)
+  assert again.returncode == 0 and "submitted" not in again.stdout and "0 run(s) written" in again.stdout
