@@ -1180,7 +1180,7 @@ def from_config(cfg: Mapping[str, Any] | Any, *, total_steps: int | None = None)
   else:
     updates = None
 
-  sched_cfg = cfg.get("schedule")
+  sched_cfg = cfg.get("schedule") or None  # an empty group means a constant rate
   if sched_cfg is None:
     learning_rate: float | optax.Schedule = lr
   else:

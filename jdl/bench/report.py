@@ -150,7 +150,9 @@ def plot_lr_sensitivity(grouped: Mapping[tuple[str, str], Mapping[str, Sequence[
                    if r["status"] != "ok" or r["summary"]["final_valid"] is None]
       if pts:
         xs, ys = zip(*pts)
-        ax.plot(xs, ys, "o-", color=colors[o], label=o, markersize=3)
+        # Joined by a line only when the trials differ in the learning rate alone.
+        others = {repr(sorted((k, v) for k, v in r["hparams"].items() if k != "learning_rate")) for r in tune}
+        ax.plot(xs, ys, "o-" if len(others) == 1 else "o", color=colors[o], label=o, markersize=3)
     if diverged:
       lo, hi = ax.get_ylim()
       edge = lo if mode == "max" else hi
