@@ -51,7 +51,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.learning_rate = 1e-3
   c.optimizer.hparams = ml_collections.ConfigDict()
   c.optimizer.schedule = ml_collections.ConfigDict()  # empty: constant learning rate
-  c.optimizer.clip_global_norm = 0.0  # 0: no clipping
+  c.optimizer.clip_global_norm = ml_collections.config_dict.placeholder(float)  # None: no clipping
   c.optimizer.accumulate_steps = 1
   c.optimizer.freeze = ()  # parameter path globs that stay fixed
 
@@ -192,6 +192,12 @@ def apply_override(config: ml_collections.ConfigDict, key: str, text: str) -> No
   if isinstance(current, ml_collections.ConfigDict):
     raise TypeError(f"--config.{key}: is a group of fields ({', '.join(sorted(current.keys()))}); "
                     "set its fields one by one")
+  if current is None and isinstance(value, int) and not isinstance(value, bool):
+    try:  # a typed placeholder such as clip_global_norm: float
+      node[leaf] = value
+      return
+    except TypeError:
+      value = float(value)
   try:
     node[leaf] = value
   except TypeError as e:
