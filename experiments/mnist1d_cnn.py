@@ -11,7 +11,8 @@ on them). Published: 94% (paper), ≥ 0.90 expected.
     jdl train mnist1d_cnn --config.progress=false
     jdl train mnist1d_cnn --config.seed=1 --config.progress=false
 
-Measured (see docs/results.md): RESULT
+Measured (docs/results.md): test accuracy 0.910 / 0.907 / 0.932 for seeds 0 / 1 / 2
+(mean 0.916), 27-29 s of training each on the busy 2-core CPU.
 """
 
 from jdl.config import base_config

@@ -14,7 +14,10 @@ both, seed 0).
 
     jdl train mnist1d_gru --config.progress=false
 
-Measured (see docs/results.md): RESULT
+Measured (docs/results.md): test accuracy 0.885 / 0.877 / 0.883 for seeds 0 / 1 / 2
+(mean 0.882), 50-55 s of training each on the busy 2-core CPU. The final
+epochs swing by ±0.02 at this constant learning rate; decaying it (cosine to
+0) did worse: 0.869 / 0.835 / 0.803 (the model is still underfitting).
 """
 
 from jdl.config import base_config

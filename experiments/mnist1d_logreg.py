@@ -9,7 +9,8 @@ are test curves: do not tune on them). Published: 32% (paper).
 
     jdl train mnist1d_logreg --config.progress=false
 
-Measured (see docs/results.md): RESULT
+Measured (docs/results.md): test accuracy 0.334 / 0.323 / 0.326 for seeds 0 / 1 / 2
+(mean 0.328), 5-6 s of training each on the busy 2-core CPU.
 """
 
 from jdl.config import base_config

@@ -11,7 +11,8 @@ per-epoch eval_* curves are test curves: do not tune on them). Published: 68%
 
     jdl train mnist1d_mlp --config.progress=false
 
-Measured (see docs/results.md): RESULT
+Measured (docs/results.md): test accuracy 0.679 / 0.699 / 0.657 for seeds 0 / 1 / 2
+(mean 0.678), 9-10 s of training each on the busy 2-core CPU.
 """
 
 from jdl.config import base_config

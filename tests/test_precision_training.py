@@ -78,18 +78,17 @@ def test_float16_overflowing_step_is_skipped_and_the_scale_halved():
 
 
 def test_float16_with_dynamic_loss_scaling_does_not_diverge():
-  state, train_step, eval_step = _setup("mixed_float16")
+  state, train_step, _ = _setup("mixed_float16")
   # Start far too high: the first steps overflow and are skipped until the scale fits; it grows again
   # every 5 finite steps and backs off on each overflow.
   state = with_loss_scale(state, DynamicLossScale.create(2.0**30, growth_interval=5, max_scale=2.0**30))
-  result = fit(state, train_step, _images(320), batch_size=32, epochs=6, eval_step=eval_step,
-               eval_data=_images(100, seed=1), progress=False)
+  result = fit(state, train_step, _images(320), batch_size=32, epochs=5, progress=False)
   assert isinstance(result.state, LossScaledTrainState)
   scale = float(result.state.loss_scale.scale)
   assert 1.0 <= scale < 2.0**30
   for logs in result.history:
-    assert np.isfinite(logs["train_loss"]) and np.isfinite(logs["eval_loss"])
-  assert result.history[-1]["eval_accuracy"] > 0.9
+    assert np.isfinite(logs["train_loss"])
+  assert result.history[-1]["train_accuracy"] > 0.9
   assert result.history[0]["train_loss_scale"] < 2.0**30  # it backed off during the first epoch
 
 
