@@ -9,7 +9,7 @@ compilation excluded; compile time is reported apart. The curves (training
 loss, validation and test loss and accuracy at every evaluation) are compared
 with ``rtol``.
 
-    python benchmarks/seeds_vmap.py [--json FILE] [--seeds 8] [--steps 3000] [--rounds 3]
+    python benchmarks/seeds_vmap.py [--json FILE] [--workload mnist1d_mlp] [--seeds 8] [--steps N] [--rounds 3]
 
 Writes ``speedup`` (sequential training time / vmapped training time) and
 ``curves_agree``; run it on a quiet machine (other processes skew both sides).
@@ -66,10 +66,10 @@ def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray], steps: list[int]
   return {"max_rel_diff": out, "first_step_beyond_rtol": first_bad}
 
 
-def run(seeds: int, steps: int | None, rounds: int, rtol: float) -> dict:
+def run(seeds: int, steps: int | None, rounds: int, rtol: float, workload: str = WORKLOAD) -> dict:
   from jdl.bench import engine, search, workloads
 
-  wl = workloads.get_workload(WORKLOAD)
+  wl = workloads.get_workload(workload)
   if steps is not None:
     wl = wl.with_budget(steps=steps)
   problem = workloads.build(wl)
@@ -102,7 +102,7 @@ def run(seeds: int, steps: int | None, rounds: int, rtol: float) -> dict:
   agree = cmp["first_step_beyond_rtol"] is None
   seq, vm = sides["sequential"], sides["vmapped"]
   return {
-      "workload": WORKLOAD, "workload_spec": wl.spec(), "optimizer": OPTIMIZER, "learning_rate": LEARNING_RATE,
+      "workload": workload, "workload_spec": wl.spec(), "optimizer": OPTIMIZER, "learning_rate": LEARNING_RATE,
       "seeds": seeds, "steps": wl.steps, "rounds": rounds,
       "vmapped": {k: v for k, v in vm.items() if k != "results"},
       "sequential": {k: v for k, v in seq.items() if k != "results"},
@@ -119,14 +119,15 @@ def run(seeds: int, steps: int | None, rounds: int, rtol: float) -> dict:
 def main(argv: list[str] | None = None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--json", help="write the figures to this file")
+  p.add_argument("--workload", default=WORKLOAD, help=f"a jdl.bench workload (default: {WORKLOAD})")
   p.add_argument("--seeds", type=int, default=8)
   p.add_argument("--steps", type=int, help="training steps (default: the workload's budget, 3000)")
   p.add_argument("--rounds", type=int, default=3, help="timed repetitions per side, alternating (the best is kept)")
   p.add_argument("--rtol", type=float, default=1e-5)
   args = p.parse_args(argv)
-  out = run(args.seeds, args.steps, args.rounds, args.rtol)
+  out = run(args.seeds, args.steps, args.rounds, args.rtol, args.workload)
   v, s = out["vmapped"], out["sequential"]
-  print(f"{out['seeds']} seeds x {out['steps']} steps of {WORKLOAD} ({OPTIMIZER}, lr {LEARNING_RATE})")
+  print(f"{out['seeds']} seeds x {out['steps']} steps of {out['workload']} ({OPTIMIZER}, lr {LEARNING_RATE})")
   print(f"  vmapped:    train {v['train_seconds']:.2f}s  compile {v['compile_seconds']:.2f}s")
   print(f"  sequential: train {s['train_seconds']:.2f}s  compile {s['compile_seconds']:.2f}s")
   print(f"  speedup {out['speedup']:.2f}x (with compile {out['speedup_with_compile']:.2f}x); curves agree at rtol "

@@ -21,7 +21,7 @@ import ml_collections
 # Where `jdl train NAME` looks for NAME.py, after ./experiments.
 _PACKAGE_EXPERIMENTS = pathlib.Path(__file__).resolve().parent.parent / "experiments"
 # Sub-dicts whose keys are free-form (a model's or optimizer's own options).
-_OPEN_KEYS = ("model.options", "optimizer.hparams", "optimizer.schedule", "loss_options")
+_OPEN_KEYS = ("model.options", "optimizer.hparams", "optimizer.schedule", "loss_options", "losses", "loss_weights")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -38,6 +38,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.batch_size = 128
   c.data.eval_batch_size = 1000
   c.data.on_device = "auto"  # 'auto' | 'true' | 'false'
+  c.data.transform = ""  # a jdl.data.transforms name applied to every split after loading; '' = none
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "mlp"
@@ -45,6 +46,13 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.loss = "sparse_categorical_crossentropy"
   c.loss_options = ml_collections.ConfigDict()
+  # Models returning a dict of outputs: {output: loss name}; non-empty, it replaces `loss`
+  # (jdl.losses.weighted) and loss_options holds one group of options per output.
+  c.losses = ml_collections.ConfigDict()
+  c.loss_weights = ml_collections.ConfigDict()  # {output: weight}; outputs left out weigh 1
+  # Metrics streamed over the eval and test sets, logged as eval_<key> / test_<key>:
+  # "[output/]name[:option,...]", e.g. ("accuracy", "f1:macro", "auroc"); see docs/losses_metrics.md.
+  c.metrics = ()
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "rmsprop"
@@ -76,6 +84,10 @@ def base_config() -> ml_collections.ConfigDict:
   # 'auto' (single on one device, data_parallel on more) | 'single' | 'data_parallel'
   # | 'pmap' | 'model_parallel'; see docs/parallel.md.
   c.strategy = "auto"
+  # Cut each training batch into this many independent micro-batches inside
+  # the step: XLA's CPU runtime runs them on different cores at once
+  # (BatchNorm then normalises per micro-batch); see docs/training.md.
+  c.micro_batches = 1
   c.model_parallel = ml_collections.ConfigDict()
   c.model_parallel.axis_size = 2  # devices each large kernel is split over
   c.model_parallel.min_kernel_size = 16384  # kernels with more elements are split
@@ -149,6 +161,9 @@ def load_experiment(experiment: str) -> ml_collections.ConfigDict:
   return config
 
 
+_BOOL_WORDS = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False}
+
+
 def _parse_value(text: str) -> Any:
   try:
     return ast.literal_eval(text)
@@ -183,12 +198,16 @@ def apply_override(config: ml_collections.ConfigDict, key: str, text: str) -> No
       node[leaf] = value
     return
   current = node[leaf]
+  if isinstance(current, bool) and isinstance(value, str) and value.lower() in _BOOL_WORDS:
+    value = _BOOL_WORDS[value.lower()]
   if isinstance(current, bool) and not isinstance(value, bool):
-    raise TypeError(f"--config.{key}: expected True or False, got {text!r}")
+    raise TypeError(f"--config.{key}: expected True or False (or true, false, yes, no, on, off), got {text!r}")
   if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
     value = float(value)
   if isinstance(current, tuple) and isinstance(value, list):
     value = tuple(value)
+  if isinstance(current, tuple) and isinstance(value, str):
+    value = (value,)  # --config.metrics=auroc
   if isinstance(current, ml_collections.ConfigDict):
     raise TypeError(f"--config.{key}: is a group of fields ({', '.join(sorted(current.keys()))}); "
                     "set its fields one by one")

@@ -382,6 +382,10 @@ def sparse_categorical_crossentropy(logits: jax.Array, labels: jax.Array, *, fro
   Returns:
     per-example loss, shape ``labels.shape``.
 
+  Raises:
+    ValueError: mismatched shapes, or concrete labels outside ``[0, C)``
+      (traced ones cannot be checked; their loss is NaN).
+
   Example:
     >>> sparse_categorical_crossentropy(jnp.array([[0.0, 0.0]]), jnp.array([1]))
     Array([0.6931472], dtype=float32)
@@ -398,6 +402,12 @@ def sparse_categorical_crossentropy(logits: jax.Array, labels: jax.Array, *, fro
     raise ValueError(
         f"{fn}: labels must have the logits' shape without the class axis; got logits "
         f"{logits.shape} and labels {labels.shape}")
+  if _is_concrete(labels) and labels.size:  # under jit they cannot be checked (and give NaN)
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= logits.shape[-1]:
+      raise ValueError(
+          f"{fn}: labels must lie in [0, C={logits.shape[-1]}) for logits {logits.shape}; got labels "
+          f"{labels.shape} with values in [{lo}, {hi}]")
   if label_smoothing or not from_logits:
     onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
     return categorical_crossentropy(logits, onehot, from_logits=from_logits,
@@ -667,16 +677,38 @@ def get(loss: str | LossFn, **options: Any) -> LossFn:
 # --------------------------------------------------------------------------- #
 
 
+def head_target(batch: Mapping[str, Any], head: str, fn: str = "head_target") -> Any:
+  """The targets of output ``head`` of a multi-output model.
+
+  ``batch["label"][head]`` when ``batch["label"]`` is a dict; otherwise the
+  batch's own array named ``head`` (a flat batch such as ``{"inputs", "cultivar",
+  "alcohol"}``, as datasets and the training pipeline hold them).
+
+  Raises:
+    ValueError: neither exists (the message lists what the batch has).
+  """
+  labels = batch.get("label")
+  if isinstance(labels, Mapping):
+    if head in labels:
+      return labels[head]
+    raise ValueError(f"{fn}: batch['label'] has no target for output {head!r}; it has {sorted(labels)}")
+  if head in batch:
+    return batch[head]
+  raise ValueError(f"{fn}: no target for output {head!r}: expected batch['label'] to be a dict with key {head!r} "
+                   f"or the batch to hold an array {head!r}; the batch has {sorted(batch)}")
+
+
 class WeightedLoss:
   r"""Weighted sum of per-head losses for a model with several outputs.
 
   .. math:: \ell_i = \sum_k w_k\, \ell^{(k)}_i
 
-  The model's ``outputs`` are a dict ``{head: array}`` and ``batch["label"]``
-  is a dict ``{head: target}`` with one target per head (Keras's
-  ``loss={...}, loss_weights={...}``); ``batch["mask"]``, when present, is
-  shared by every head. Each head's loss sees the sub-batch
-  ``{"label": batch["label"][head], "mask": batch["mask"]}``.
+  The model's ``outputs`` are a dict ``{head: array}``; each head's targets are
+  ``batch["label"][head]`` when ``batch["label"]`` is a dict, else the batch's
+  array named ``head`` (:func:`head_target`) — Keras's ``loss={...},
+  loss_weights={...}``. ``batch["mask"]``, when present, is shared by every
+  head. Each head's loss sees the sub-batch ``{"label": <its targets>,
+  "mask": batch["mask"]}``.
 
   Build it with :func:`weighted`. Calling it gives the per-example total
   ``[B]``; :meth:`per_head` gives ``{head: [B]}`` (unweighted) for logging and
@@ -696,13 +728,7 @@ class WeightedLoss:
     self.weights: dict[str, float] = {head: float(weights.get(head, 1.0)) for head in losses}
 
   def _sub_batch(self, head: str, batch: Mapping[str, Any]) -> dict[str, Any]:
-    labels = batch.get("label")
-    if not isinstance(labels, Mapping) or head not in labels:
-      got = sorted(labels) if isinstance(labels, Mapping) else type(labels).__name__
-      raise ValueError(
-          f"weighted: batch['label'] must be a dict with one target per head "
-          f"{sorted(self.losses)}; got {got}")
-    sub = {"label": labels[head]}
+    sub = {"label": head_target(batch, head, "weighted")}
     if batch.get("mask") is not None:
       sub["mask"] = batch["mask"]
     return sub

@@ -199,8 +199,13 @@ def test_weighted_multi_head_loss():
     L.weighted({"cls": "mse"}, {"cls2": 1.0})
   with pytest.raises(ValueError, match=r"outputs lack head\(s\) box"):
     loss_fn({"cls": outputs["cls"]}, batch)
-  with pytest.raises(ValueError, match=r"batch\['label'\] must be a dict with one target per head"):
+  with pytest.raises(ValueError, match=r"no target for output 'cls'.*the batch has \['label'\]"):
     loss_fn(outputs, {"label": batch["label"]["cls"]})
+  with pytest.raises(ValueError, match=r"batch\['label'\] has no target for output 'box'"):
+    loss_fn(outputs, {"label": {"cls": batch["label"]["cls"]}})
+  # A flat batch (as datasets and the pipeline hold it): each head's targets under its own name.
+  flat = {"cls": batch["label"]["cls"], "box": batch["label"]["box"], "mask": batch["mask"]}
+  np.testing.assert_array_equal(loss_fn(outputs, flat), total)
 
 
 def test_with_regularizer_adds_the_penalty_once_per_batch():
@@ -235,6 +240,12 @@ def test_bad_shapes_and_dtypes_are_named():
     L.sparse_categorical_crossentropy(jnp.zeros((2, 3)), jnp.array([0, 1, 2]))
   with pytest.raises(TypeError, match="labels must be integer class ids, got dtype float32"):
     L.sparse_categorical_crossentropy(jnp.zeros((2, 3)), jnp.zeros(2))
+  # Out-of-range labels: checked on concrete arrays, before anything is traced.
+  with pytest.raises(ValueError, match=r"labels must lie in \[0, C=3\) for logits \(2, 3\); got labels \(2,\) "
+                                       r"with values in \[0, 3\]"):
+    L.sparse_categorical_crossentropy(jnp.zeros((2, 3)), jnp.array([0, 3]))
+  with pytest.raises(ValueError, match=r"values in \[-1, 1\]"):
+    L.get("sparse_categorical_crossentropy")(jnp.zeros((2, 3)), {"label": jnp.array([-1, 1])})
   with pytest.raises(ValueError, match=r"categorical_crossentropy: labels must be one-hot.*\(2, 3\).*\(2,\)"):
     L.categorical_crossentropy(jnp.zeros((2, 3)), jnp.array([0, 1]))
   with pytest.raises(ValueError, match=r"binary_crossentropy: .*got outputs \(2, 3\) and labels \(2,\)"):

@@ -215,6 +215,22 @@ def test_pooling_values():
   np.testing.assert_array_equal(np.asarray(jdl.nn.global_max_pool(x)), [[15.0]])
 
 
+@pytest.mark.parametrize("shape,window", [((3, 7, 9, 4), 2), ((2, 12, 12, 3), 3), ((2, 11, 5), 2), ((2, 6, 8, 2), (2, 4))])
+def test_tiled_pooling_equals_reduce_window_values_and_gradients(shape, window):
+  # Non-overlapping unpadded windows take the reshape path; flax's reduce_window is the reference
+  # (odd sizes: the remainder is cropped, as 'VALID'). Distinct values: no ties, so max's gradients agree too.
+  x = jax.random.permutation(jax.random.key(0), jnp.arange(np.prod(shape), dtype=jnp.float32)).reshape(shape)
+  n = len(shape) - 2
+  w = (window,) * n if isinstance(window, int) else window
+  for ours, ref in ((jdl.nn.max_pool, lambda v: nn.max_pool(v, w, strides=w, padding="VALID")),
+                    (jdl.nn.avg_pool, lambda v: nn.avg_pool(v, w, strides=w, padding="VALID"))):
+    np.testing.assert_array_equal(np.asarray(ours(x, window)), np.asarray(ref(x)))
+    cot = jax.random.normal(jax.random.key(1), ref(x).shape)
+    g_ours = jax.grad(lambda v: jnp.sum(ours(v, window) * cot))(x)
+    g_ref = jax.grad(lambda v: jnp.sum(ref(v) * cot))(x)
+    np.testing.assert_allclose(np.asarray(g_ours), np.asarray(g_ref), rtol=1e-6, atol=1e-7)
+
+
 def test_adaptive_avg_pool_follows_pytorch():
   x = jnp.arange(5.0).reshape(1, 5, 1)
   # 5 -> 3: cells [0, 2), [1, 4), [3, 5)

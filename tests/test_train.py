@@ -206,3 +206,61 @@ def test_early_stopping_stops_fit_and_keeps_the_best_state():
   assert result.stopped_early and len(result.history) == 2
   assert es.best_epoch == 1
   assert int(result.state.step) == 128 // 16  # the state after epoch 1
+
+
+def test_auto_placement_streams_convolutional_models_on_a_cpu():
+  # XLA's CPU backend runs convolutions far slower inside the epoch's scan: 'auto' streams them.
+  loss = jdl.losses.get("sparse_categorical_crossentropy")
+  rng = np.random.default_rng(0)
+  data = {"image": rng.integers(0, 255, (64, 8, 8, 1)).astype(np.uint8), "label": rng.integers(0, 10, 64)}
+  placed = {}
+  for name, options in (("cnn_small", {"features": (4,), "kernel_size": 3}), ("mlp", {"hidden": (8,)})):
+    model = jdl.models.create(name, num_classes=10, **options)
+    tx = optax.sgd(0.1)
+    state = create_train_state(model, tx, jnp.zeros((1, 8, 8, 1)), seed=0)
+    step = make_train_step(apply_fn=model.apply, loss_fn=loss, tx=tx)
+    placed[name] = fit(state, step, data, batch_size=16, epochs=1, progress=False).data_on_device
+  assert placed == {"cnn_small": jax.default_backend() != "cpu", "mlp": True}
+
+
+def test_micro_batches_give_the_whole_batch_update():
+  # Without BatchNorm or dropout, k independent micro-batches compute the whole batch's mean loss and gradient.
+  model, tx, state, whole_step, _ = _setup(tx=optax.adam(1e-2))
+  split_step = make_train_step(apply_fn=model.apply, loss_fn=LOSS, tx=tx, input_key="inputs", micro_batches=4)
+  data = _blobs(64)
+  whole, split = state, state
+  for i in range(3):
+    batch = {k: jnp.asarray(v[i * 16:(i + 1) * 16]) for k, v in data.items()}
+    whole, m_whole = jax.jit(whole_step)(whole, batch)
+    split, m_split = jax.jit(split_step)(split, batch)
+    np.testing.assert_allclose(float(m_split["loss"]), float(m_whole["loss"]), rtol=1e-6)
+    assert float(m_split["accuracy"]) == float(m_whole["accuracy"])
+  for a, b in zip(jax.tree.leaves(split.params), jax.tree.leaves(whole.params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_micro_batches_normalise_batch_norm_per_micro_batch():
+  # Ghost batch normalisation: the running statistics average the micro-batches' updates.
+  model = jdl.models.create("cnn_small", num_classes=3, features=(2,), kernel_size=3, dropout=0.0)
+  tx = optax.sgd(0.0)
+  state = create_train_state(model, tx, jnp.zeros((1, 4, 4, 1)), seed=0)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(8, 4, 4, 1)), jnp.float32)
+  batch = {"image": x, "label": jnp.zeros((8,), jnp.int32)}
+  new, _ = jax.jit(make_train_step(apply_fn=model.apply, loss_fn=LOSS, tx=tx, micro_batches=2))(state, batch)
+  parts = []
+  for half in (x[:4], x[4:]):
+    _, updated = model.apply({"params": state.params, **state.model_state}, half, train=True, mutable=["batch_stats"])
+    parts.append(updated["batch_stats"])
+  want = jax.tree.map(lambda a, b: (a + b) / 2, *parts)
+  for a, b in zip(jax.tree.leaves(new.model_state["batch_stats"]), jax.tree.leaves(want)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+
+
+def test_micro_batches_bad_values_are_named():
+  model, tx, state, _, _ = _setup()
+  with pytest.raises(ValueError, match="micro_batches: expected a positive int, got 0"):
+    make_train_step(apply_fn=model.apply, loss_fn=LOSS, tx=tx, input_key="inputs", micro_batches=0)
+  step = make_train_step(apply_fn=model.apply, loss_fn=LOSS, tx=tx, input_key="inputs", micro_batches=3)
+  batch = {k: jnp.asarray(v) for k, v in _blobs(16).items()}
+  with pytest.raises(ValueError, match="batch of 16 examples .* 3 equal micro-batches"):
+    step(state, batch)

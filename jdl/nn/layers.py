@@ -19,7 +19,7 @@ integer sizes, strides and paddings.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -132,13 +132,43 @@ def max_pool(x: jax.Array, window: int | Sequence[int], strides: int | Sequence[
     padding: int(s) of symmetric padding, or ``'SAME'`` / ``'VALID'``.
   """
   window_t, strides_t, pad = _pool_args(x, window, strides, padding, "max_pool")
+  if _tiles(window_t, strides_t, pad):
+    return _tile_reduce(x, window_t, jnp.max)
   return nn.max_pool(x, window_t, strides=strides_t, padding=pad)
+
+
+def _tiles(window: tuple[int, ...], strides: tuple[int, ...], pad: Any) -> bool:
+  """Non-overlapping, unpadded windows (the common ``pool(x, 2)``): a reshape does them."""
+  unpadded = pad == "VALID" or (not isinstance(pad, str) and all(p == (0, 0) for p in pad))
+  return unpadded and tuple(window) == tuple(strides)
+
+
+def _tile_reduce(x: jax.Array, window: tuple[int, ...], reduce: Callable[..., jax.Array]) -> jax.Array:
+  """Pools non-overlapping windows by cropping the remainder (as 'VALID') and reshaping.
+
+  The forward values equal ``reduce_window``'s. It is the fast path on every
+  backend, and several times faster on XLA's CPU backend for training: the
+  gradient is elementwise instead of a ``select_and_scatter``. For max pooling
+  the gradient of a window with tied maxima is split evenly between them (JAX's
+  rule for ``max``) rather than sent to the first one; after a ReLU the only
+  common ties are zeros, whose gradient the ReLU zeroes anyway.
+  """
+  spatial = x.shape[1:-1]
+  out = tuple(n // w for n, w in zip(spatial, window))
+  x = x[(slice(None),) + tuple(slice(0, o * w) for o, w in zip(out, window))]
+  shape = [x.shape[0]]
+  for o, w in zip(out, window):
+    shape += [o, w]
+  x = x.reshape(shape + [x.shape[-1]])
+  return reduce(x, axis=tuple(range(2, 2 * len(window) + 1, 2)))
 
 
 def avg_pool(x: jax.Array, window: int | Sequence[int], strides: int | Sequence[int] | None = None,
              padding: int | Sequence[int] | str = 0, count_include_pad: bool = True) -> jax.Array:
   """Average pooling over the spatial axes (PyTorch's ``AvgPool2d``)."""
   window_t, strides_t, pad = _pool_args(x, window, strides, padding, "avg_pool")
+  if _tiles(window_t, strides_t, pad):
+    return _tile_reduce(x, window_t, jnp.mean)
   return nn.avg_pool(x, window_t, strides=strides_t, padding=pad, count_include_pad=count_include_pad)
 
 

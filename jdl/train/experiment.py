@@ -183,6 +183,49 @@ def resolve_precision(config: ml_collections.ConfigDict) -> precision_lib.Policy
                      f"got {config.get('precision')!r} ({e})") from None
 
 
+def build_loss(config: ml_collections.ConfigDict) -> jdl.losses.LossFn:
+  """The loss the config names: ``loss`` (with ``loss_options``), or for a model with
+  several outputs ``losses`` ``{output: name}`` weighted by ``loss_weights``
+  (``jdl.losses.weighted``; ``loss_options.<output>`` holds each output's options)."""
+  options = config.loss_options.to_dict() if config.loss_options else {}
+  heads = config.get("losses")
+  if not heads:
+    return jdl.losses.get(config.loss, **options)
+  heads = heads.to_dict()
+  extra = sorted(set(options) - set(heads))
+  if extra:
+    raise ValueError(f"loss_options: with losses per output {sorted(heads)}, loss_options holds one group of "
+                     f"options per output; got the key(s) {', '.join(extra)}")
+  weights = config.get("loss_weights")
+  weights = weights.to_dict() if weights else {}
+  return jdl.losses.weighted({head: jdl.losses.get(name, **dict(options.get(head) or {}))
+                              for head, name in heads.items()}, weights)
+
+
+def _binary_accuracy(outputs: jax.Array, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+  """Per-example correctness of one binary logit per example (class 1 when the logit is > 0)."""
+  logits_B = outputs.reshape(outputs.shape[0])
+  return {"accuracy": ((logits_B > 0) == (batch["label"] > 0)).astype(jnp.float32)}
+
+
+def choose_example_metrics(outputs: Any, labels: np.ndarray | None) -> step.ExampleMetrics:
+  """The cheap per-step training metric for a model's outputs (shapes) and the labels.
+
+  Top-1 accuracy for ``[B, C]`` logits and integer labels, thresholded accuracy
+  for one binary logit (``[B]`` / ``[B, 1]``), nothing otherwise (regression,
+  multi-label targets, a dict of outputs): streamed metrics (``config.metrics``)
+  cover those at evaluation.
+  """
+  if labels is None or isinstance(outputs, Mapping) or labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+    return step.no_metrics
+  shape = tuple(outputs.shape)
+  if len(shape) == 2 and shape[1] > 1:
+    return step.accuracy
+  if len(shape) == 1 or (len(shape) == 2 and shape[1] == 1):
+    return _binary_accuracy
+  return step.no_metrics
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str | os.PathLike[str],
@@ -203,23 +246,36 @@ def train_and_evaluate(
     The contents of ``summary.json``.
   """
   wall_start = time.perf_counter()
+  # Named metrics are checked first: a misspelt one fails before data, devices or compilation.
+  metric_specs = jdl.metrics.parse_specs(tuple(config.get("metrics", ()) or ()))
+  transform = config.data.get("transform", "")
+  if transform:
+    from jdl.data import transforms  # pylint: disable=g-import-not-at-top
+
+    transforms.get(transform)
   distributed.initialize(config)  # before anything touches a device
   primary = distributed.is_primary()
   strategy = parallel.from_config(config)
   strategy.check_batch_size(config.data.batch_size, "data.batch_size")
+  micro_batches = config.get("micro_batches", 1)
+  if not isinstance(micro_batches, int) or micro_batches < 1 or config.data.batch_size % micro_batches:
+    raise ValueError(f"micro_batches: expected a positive int that divides data.batch_size="
+                     f"{config.data.batch_size}, got {micro_batches!r}")
   policy = resolve_precision(config)
   workdir = prepare_workdir(workdir, resume=resume, overwrite=overwrite)
 
   t = time.perf_counter()
   splits, info = load_splits(config)
+  if transform:
+    splits = {role: transforms.apply(transform, arrays) for role, arrays in splits.items()}
   data_seconds = time.perf_counter() - t
   train_data = splits["train"]
   input_key = info.input_key
 
-  model = jdl.models.create(config.model.name, num_classes=info.num_classes or 1,
-                            **config.model.options.to_dict())
-  loss_fn = jdl.losses.get(config.loss, **config.loss_options.to_dict()) if config.loss_options \
-      else jdl.losses.get(config.loss)
+  model_options = config.model.options.to_dict()
+  num_classes = model_options.pop("num_classes", info.num_classes or 1)  # e.g. 1 logit for binary BCE
+  model = jdl.models.create(config.model.name, num_classes=num_classes, **model_options)
+  loss_fn = build_loss(config)
   batch_size = config.data.batch_size
   from jdl.data import pipeline  # pylint: disable=g-import-not-at-top
 
@@ -234,15 +290,17 @@ def train_and_evaluate(
         config.loss_scale.initial, growth_interval=config.loss_scale.growth_interval))
   # Placed before any restore: the checkpoint is read straight into this strategy's shardings.
   state = strategy.place_state(state)
-  classification = info.num_classes is not None
-  example_metrics = step.accuracy if classification else step.no_metrics
+  outputs_shape = jax.eval_shape(lambda variables: model.apply(variables, sample, train=False),
+                                 {"params": state.params, **state.model_state})
+  example_metrics = choose_example_metrics(outputs_shape, train_data.get("label"))
+  classification = example_metrics is not step.no_metrics
   precision = None if policy.compute_dtype == jnp.float32 else policy
   train_step = step.make_train_step(apply_fn=model.apply, loss_fn=loss_fn, tx=tx, input_key=input_key,
                                     example_metrics=example_metrics, axis_name=strategy.axis_name,
-                                    precision=precision)
+                                    precision=precision, micro_batches=micro_batches)
   eval_step = step.make_eval_step(apply_fn=model.apply, loss_fn=loss_fn, input_key=input_key,
-                                  example_metrics=example_metrics, axis_name=strategy.axis_name,
-                                  precision=precision)
+                                  example_metrics=example_metrics, metrics=metric_specs,
+                                  axis_name=strategy.axis_name, precision=precision)
 
   callbacks: list[callbacks_lib.Callback] = []
   early = None
@@ -256,7 +314,10 @@ def train_and_evaluate(
     from jdl.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
 
     monitor = config.checkpoint.monitor or None
-    if monitor and not classification and "accuracy" in monitor:
+    logged = {"eval_loss", *(f"eval_{spec.key}" for spec in metric_specs)}
+    if classification:
+      logged.add("eval_accuracy")
+    if monitor and monitor not in logged and "accuracy" in monitor:
       monitor = "eval_loss"
     mode = callbacks_lib.resolve_mode(monitor or "", config.checkpoint.mode) if monitor else "max"
     checkpointer = Checkpointer(workdir / "checkpoints", keep=config.checkpoint.keep, monitor=monitor, mode=mode)

@@ -50,6 +50,7 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jdl import metrics as metrics_lib
 from jdl.data import pipeline
 
 DATA_AXIS = "data"
@@ -88,11 +89,16 @@ def chunk_program(step_fn: StepFn, batch_size: int, length: int,
 
 
 def eval_program(eval_fn: StepFn):
-  """``(state, blocks) -> sums``: the eval step mapped over ``(num_batches, B, ...)`` blocks."""
+  """``(state, blocks) -> sums``: the eval step mapped over ``(num_batches, B, ...)`` blocks.
+
+  Per-batch sums are added; ``jdl.metrics`` states among them are merged
+  (``merge_stacked``: curve buffers concatenate, R² merges its moments).
+  """
 
   def run_eval(state, blocks):
     sums = jax.lax.map(lambda batch: eval_fn(state, batch), blocks)
-    return jax.tree.map(lambda s: jnp.sum(s, axis=0), sums)
+    return jax.tree.map(lambda s: s.merge_stacked() if isinstance(s, metrics_lib.Metric) else jnp.sum(s, axis=0),
+                        sums, is_leaf=lambda s: isinstance(s, metrics_lib.Metric))
 
   return run_eval
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jdl import losses as losses_lib
+from jdl import metrics as metrics_lib
 from jdl.train import precision as precision_lib
 from jdl.train.state import TrainState
 
@@ -182,6 +184,7 @@ def train_step(
     regularizer: Callable[[Any], jax.Array] | None = None,
     axis_name: str | None = None,
     precision: precision_lib.Policy | str | None = None,
+    micro_batches: int = 1,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer update; pure.
 
@@ -198,6 +201,15 @@ def train_step(
   their statistics over the axis, the updated statistics are averaged, and
   the dropout key is folded with the device index so devices draw different
   masks.
+
+  With ``micro_batches=k`` the batch is cut into k equal, contiguous parts
+  whose forward and backward passes are independent in the compiled program,
+  so XLA's CPU runtime runs them on different cores at once (it runs one
+  convolution on about one core: 1.6x per step for a 2-conv CNN on 2 cores).
+  The loss, gradients and metrics are still the whole batch's, up to float
+  rounding, except for BatchNorm: each part normalises with its own
+  statistics (ghost batch normalisation) and the running statistics average
+  the parts' updates. Dropout draws a different key per part.
 
   With a float16 ``precision`` the state must carry a loss scale
   (``with_loss_scale``); a step whose gradients overflow leaves parameters,
@@ -225,9 +237,23 @@ def train_step(
     reduce = functools.partial(_share_of_global_mean, mask_B=mask_B, count=count)
     reg_share = 1.0 / jax.lax.axis_size(axis_name)  # summed over the devices: counted once
 
+  def forward(params):
+    if micro_batches == 1:
+      return _apply(apply_fn, params, state.model_state, batch[input_key], train=True, rng=rng, policy=policy,
+                    axis_name=axis_name)
+    x = batch[input_key]
+    if x.shape[0] % micro_batches:
+      raise ValueError(f"micro_batches: the batch of {x.shape[0]} examples (per device) does not split into "
+                       f"{micro_batches} equal micro-batches")
+    parts = [_apply(apply_fn, params, state.model_state, x_part, train=True, rng=jax.random.fold_in(rng, i),
+                    policy=policy, axis_name=axis_name)
+             for i, x_part in enumerate(jnp.split(x, micro_batches))]
+    outputs = jax.tree.map(lambda *o: jnp.concatenate(o, axis=0), *[out for out, _ in parts])
+    model_state = jax.tree.map(lambda *m: sum(m) / micro_batches, *[ms for _, ms in parts])
+    return outputs, model_state
+
   def objective(params):
-    outputs, model_state = _apply(apply_fn, params, state.model_state, batch[input_key], train=True, rng=rng,
-                                  policy=policy, axis_name=axis_name)
+    outputs, model_state = forward(params)
     loss = reduce(loss_fn(outputs, batch))
     if regularizer is None:
       total = loss
@@ -284,14 +310,23 @@ def eval_step(
     loss_fn: Callable[[Any, Batch], jax.Array],
     input_key: str = "image",
     example_metrics: ExampleMetrics = accuracy,
+    metrics: Sequence[metrics_lib.MetricSpec] = (),
     axis_name: str | None = None,
     precision: precision_lib.Policy | str | None = None,
-) -> dict[str, jax.Array]:
+) -> dict[str, Any]:
   """Sums of the loss and metrics over the batch's unmasked examples, and their count.
 
   Sums rather than means, so batches (and devices) merge by addition and a
   padded last batch counts exactly its real examples. Evaluation runs in the
   training's compute dtype (``precision``), as the trained model will be used.
+
+  ``metrics`` (``jdl.metrics.MetricSpec``s, or spec strings such as
+  ``"f1:macro"`` given to ``make_eval_step``) add ``"metrics": {key: state}``:
+  each a ``jdl.metrics`` state updated with this batch (the mask honoured),
+  reading the output and targets its spec names. States of successive batches
+  merge with ``merge_stacked`` (``jdl.train.parallel.eval_program``); with
+  ``axis_name`` they are merged across the devices first (``merge_across``),
+  so every device holds the batch's global state.
   """
   batch = scale_images(batch, input_key)
   outputs, _ = _apply(apply_fn, state.params, state.model_state, batch[input_key], train=False, rng=None,
@@ -301,11 +336,33 @@ def eval_step(
   if mask_B is None:
     mask_B = jnp.ones(per_example["loss"].shape[:1], jnp.float32)
   mask_B = mask_B.astype(jnp.float32)
-  sums = {name: jnp.sum(values_B * mask_B) for name, values_B in per_example.items()}
+  sums: dict[str, Any] = {name: jnp.sum(values_B * mask_B) for name, values_B in per_example.items()}
   sums["count"] = jnp.sum(mask_B)
   if axis_name is not None:
     sums = jax.lax.psum(sums, axis_name)
+  if metrics:
+    states = {}
+    for spec in metrics:
+      out = _metric_output(outputs, spec)
+      targets = batch["label"] if spec.output is None else losses_lib.head_target(batch, spec.output, "metrics")
+      states[spec.key] = spec.create(out, mask_B.shape[0]).update(out, targets, mask_B)
+    if axis_name is not None:
+      states = metrics_lib.merge_across(states, axis_name)
+    sums["metrics"] = states
   return sums
+
+
+def _metric_output(outputs: Any, spec: metrics_lib.MetricSpec) -> Any:
+  """The model output a metric spec reads (``spec.output`` of a dict of outputs)."""
+  if isinstance(outputs, Mapping):
+    if spec.output is None or spec.output not in outputs:
+      raise ValueError(f"metrics: {spec.text!r}: the model returns the outputs {sorted(outputs)}; name one as "
+                       f"'<output>/{spec.name}'")
+    return outputs[spec.output]
+  if spec.output is not None:
+    raise ValueError(f"metrics: {spec.text!r} names the output {spec.output!r}, but the model returns one array, "
+                     "not a dict of outputs")
+  return outputs
 
 
 def _check_bound(bound: dict[str, Any]) -> dict[str, Any]:
@@ -313,6 +370,11 @@ def _check_bound(bound: dict[str, Any]) -> dict[str, Any]:
   if "precision" in bound and bound["precision"] is not None:
     _policy(bound["precision"])  # raises on a bad name or type
     bound["precision"] = precision_lib.get_policy(bound["precision"])
+  if "metrics" in bound:
+    bound["metrics"] = metrics_lib.parse_specs(bound["metrics"])
+  micro = bound.get("micro_batches", 1)
+  if isinstance(micro, bool) or not isinstance(micro, int) or micro < 1:
+    raise ValueError(f"micro_batches: expected a positive int, got {micro!r}")
   axis_name = bound.get("axis_name")
   if axis_name is not None and not isinstance(axis_name, str):
     raise TypeError(f"axis_name: expected a string or None, got {axis_name!r}")
@@ -325,5 +387,9 @@ def make_train_step(**bound: Any) -> Callable[[TrainState, Batch], tuple[TrainSt
 
 
 def make_eval_step(**bound: Any) -> Callable[[TrainState, Batch], dict[str, jax.Array]]:
-  """``eval_step`` with its constants bound: ``(state, batch) -> sums``."""
+  """``eval_step`` with its constants bound: ``(state, batch) -> sums``.
+
+  ``metrics`` may be spec strings (``["f1:macro", "auroc"]``); they are parsed
+  now, so a bad name is a ValueError before anything is traced.
+  """
   return functools.partial(eval_step, **_check_bound(dict(bound)))

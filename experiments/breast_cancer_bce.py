@@ -1,0 +1,37 @@
+"""Breast cancer (scikit-learn's Wisconsin set): one logit, sigmoid + binary cross-entropy.
+
+A binary classifier the textbook way: the MLP ends in **one** logit
+(`model.options.num_classes = 1`), the loss is `binary_crossentropy` from
+logits (σ(z) is the probability of class 1, *benign*), and the test set is
+scored with streamed metrics: accuracy, precision, recall and F1 of class 1 at
+the logit threshold 0 (probability 0.5), and the exact AUROC of the scores.
+The 456 / 113 split is jdl's deterministic stratified one; there is no
+validation split, so `eval_split` is `test` (do not tune on the eval_* curves).
+
+    jdl train breast_cancer_bce --workdir /tmp/bc --config.progress=false
+
+Measured (docs/results.md): test accuracy 0.982, precision 0.973, recall 1.000,
+F1 0.986 (class 1, logit > 0), AUROC 0.998, test loss 0.054 after 30 epochs (0.8 s of
+training on the busy 2-core CPU, seed 0).
+"""
+
+from jdl.config import base_config
+
+
+def get_config():
+  config = base_config()
+  config.name = "breast_cancer_bce"
+  config.data.name = "breast_cancer"
+  config.data.eval_split = "test"
+  config.data.batch_size = 32
+  config.data.eval_batch_size = 50  # 113 test examples: two full batches and a padded one
+  config.model.name = "mlp"
+  config.model.options.hidden = (32,)
+  config.model.options.num_classes = 1  # one logit: sigmoid + BCE
+  config.loss = "binary_crossentropy"
+  config.metrics = ("accuracy", "precision:binary", "recall:binary", "f1:binary", "auroc")
+  config.optimizer.name = "adam"
+  config.optimizer.learning_rate = 1e-3
+  config.epochs = 30
+  config.checkpoint.monitor = "eval_auroc"
+  return config
