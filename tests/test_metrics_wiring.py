@@ -208,3 +208,17 @@ def test_dict_of_losses_config_errors():
   config = _config("wine_two_heads", **{"loss_weights.alcohl": "2.0"})
   with pytest.raises(ValueError, match="weights has head.*alcohl"):
     experiment.build_loss(config)
+
+
+@pytest.mark.parametrize("name", ["diabetes_regression", "digits_attributes"])
+def test_course_experiments_run_and_log_their_named_metrics(tmp_path, name):
+  config = _config(name, epochs="1")
+  summary = experiment.train_and_evaluate(config, tmp_path / name)
+  logged = json.loads((tmp_path / name / "metrics.jsonl").read_text().splitlines()[-1])
+  for spec in M.parse_specs(tuple(config.metrics)):
+    # An array result (per-label AP) is logged one key per entry: <key>_0, <key>_1, ...
+    keys = [k for k in summary if k == f"test_{spec.key}" or k.startswith(f"test_{spec.key}_")]
+    assert keys, (spec.key, sorted(summary))
+    for key in keys:
+      assert np.isfinite(summary[key]), key
+      assert "eval_" + key[len("test_"):] in logged, key
