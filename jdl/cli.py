@@ -49,7 +49,11 @@ def _cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
   workdir = args.workdir or experiment.default_workdir(config)
   summary = experiment.train_and_evaluate(config, workdir, resume=args.resume, overwrite=args.overwrite)
-  shown = {k: summary[k] for k in ("test_accuracy", "test_loss") if k in summary}
+  # The test loss and accuracy first, then every metric the config names (test_<key>).
+  first = [k for k in ("test_accuracy", "test_loss") if k in summary]
+  named = sorted(k for k, v in summary.items() if k.startswith("test_") and k not in first and k != "test_seconds"
+                 and isinstance(v, (int, float)) and not isinstance(v, bool))
+  shown = {k: summary[k] for k in first + named}
   parts = [f"{k}={v:.4f}" for k, v in shown.items()]
   parts.append(f"examples/s={summary['examples_per_second']:,.0f}")
   parts.append(f"train={summary['train_seconds']:.1f}s compile={summary['compile_seconds']:.1f}s")

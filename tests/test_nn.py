@@ -215,7 +215,8 @@ def test_pooling_values():
   np.testing.assert_array_equal(np.asarray(jdl.nn.global_max_pool(x)), [[15.0]])
 
 
-@pytest.mark.parametrize("shape,window", [((3, 7, 9, 4), 2), ((2, 12, 12, 3), 3), ((2, 11, 5), 2), ((2, 6, 8, 2), (2, 4))])
+@pytest.mark.parametrize("shape,window",
+                         [((3, 7, 9, 4), 2), ((2, 12, 12, 3), 3), ((2, 11, 5), 2), ((2, 6, 8, 2), (2, 4))])
 def test_tiled_pooling_equals_reduce_window_values_and_gradients(shape, window):
   # Non-overlapping unpadded windows take the reshape path; flax's reduce_window is the reference
   # (odd sizes: the remainder is cropped, as 'VALID'). Distinct values: no ties, so max's gradients agree too.
