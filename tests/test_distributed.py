@@ -15,7 +15,7 @@ from jdl import config as config_lib
 from jdl import data
 from jdl.checkpoint import Checkpointer
 from jdl.train import distributed, experiment
-from test_parallel import _config, tiny_data, tiny_dirs  # noqa: F401  (fixtures)
+from test_parallel import _config
 
 
 def test_coordinates_come_from_config_then_environment_then_slurm():

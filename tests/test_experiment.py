@@ -13,38 +13,8 @@ import pytest
 from jdl import cli
 from jdl import config as config_lib
 from jdl.checkpoint import Checkpointer
-from jdl.data import write_idx
 from jdl.train import callbacks as callbacks_lib
 from jdl.train import experiment
-
-
-def _tiny_images(n, seed):
-  """Class k lights up rows 2k and 2k+1: a learnable, 28×28×1 MNIST-format set."""
-  rng = np.random.default_rng(seed)
-  labels = rng.integers(0, 10, n).astype(np.uint8)
-  images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-  for k in range(10):
-    images[labels == k, 2 * k:2 * k + 2, :] = 250
-  return images, labels
-
-
-@pytest.fixture(scope="session")
-def tiny_dirs(tmp_path_factory):
-  raw = tmp_path_factory.mktemp("raw")
-  for prefix, n, seed in (("train", 640, 0), ("t10k", 230, 1)):
-    images, labels = _tiny_images(n, seed)
-    write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", images)
-    write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", labels)
-  return raw, tmp_path_factory.mktemp("tfds")
-
-
-@pytest.fixture
-def tiny_data(tiny_dirs, monkeypatch):
-  raw, tfds_dir = tiny_dirs
-  monkeypatch.setenv("JDL_DATA_DIR", str(raw))
-  monkeypatch.setenv("JDL_TFDS_DIR", str(tfds_dir))
-  monkeypatch.setenv("JDL_DATA_VERIFY", "0")  # tiny files have no canonical checksum
-  return raw
 
 
 def _config(**overrides):

@@ -13,7 +13,7 @@ import jdl.losses
 import jdl.models
 from jdl.train import (DynamicLossScale, LossScaledTrainState, create_train_state, experiment, fit, make_eval_step,
                        make_train_step, with_loss_scale)
-from test_parallel import _config, tiny_data, tiny_dirs  # noqa: F401  (fixtures)
+from test_parallel import _config
 
 LOSS = jdl.losses.get("sparse_categorical_crossentropy")
 
