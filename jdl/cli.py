@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import sys
 from collections.abc import Sequence
 
@@ -42,11 +43,16 @@ def _cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
   from jdl import config as config_lib  # pylint: disable=g-import-not-at-top
 
   overrides = _split_config_overrides(extra)
-  config = config_lib.load_experiment(args.experiment)
-  config_lib.apply_overrides(config, overrides)
-
+  config = config_lib.load_experiment(args.experiment)  # also runs the file's registrations
   from jdl.train import experiment  # pylint: disable=g-import-not-at-top
+  from jdl.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
 
+  if args.resume and not args.workdir:
+    raise SystemExit("jdl train: --resume needs --workdir (the run directory to continue)")
+  if args.resume and (pathlib.Path(args.workdir) / workdir_lib.CONFIG).is_file():
+    # A resumed run continues as it was started; the command line only adds its overrides.
+    config = workdir_lib.config_from_disk(args.workdir, config)
+  config_lib.apply_overrides(config, overrides)
   workdir = args.workdir or experiment.default_workdir(config)
   summary = experiment.train_and_evaluate(config, workdir, resume=args.resume, overwrite=args.overwrite)
   # The test loss and accuracy first, then every metric the config names (test_<key>).
@@ -149,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   args, extra = parser.parse_known_args(argv)
   try:
     return args.fn(args, extra)
-  except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError) as e:
+  except (ValueError, TypeError, KeyError, OSError) as e:
     if os.environ.get("JDL_DEBUG"):
       raise
     print(f"jdl {args.command}: error: {e}", file=sys.stderr)

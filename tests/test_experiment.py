@@ -108,15 +108,15 @@ def test_workdir_is_never_overwritten_unless_asked(tiny_data, tmp_path):
   workdir = tmp_path / "run"
   workdir.mkdir()
   (workdir / "notes.txt").write_text("mine")
-  with pytest.raises(FileExistsError, match="already holds a run"):
+  with pytest.raises(FileExistsError, match="already holds files jdl did not write"):
     experiment.train_and_evaluate(_config(epochs="1"), workdir)
   assert (workdir / "notes.txt").read_text() == "mine"
   with pytest.raises(ValueError, match="resume and overwrite"):
     experiment.train_and_evaluate(_config(epochs="1"), workdir, resume=True, overwrite=True)
-  with pytest.raises(FileNotFoundError, match="nothing to resume"):
-    experiment.train_and_evaluate(_config(epochs="1"), tmp_path / "empty", resume=True)
   experiment.train_and_evaluate(_config(**{"epochs": "1"}), workdir, overwrite=True)
   assert not (workdir / "notes.txt").exists() and (workdir / "summary.json").exists()
+  with pytest.raises(FileExistsError, match="already holds a run; pass --resume"):
+    experiment.train_and_evaluate(_config(epochs="1"), workdir)
 
 
 USER_EXPERIMENT = """

@@ -25,7 +25,6 @@ import json
 import os
 import pathlib
 import platform
-import shutil
 import subprocess
 import time
 from collections.abc import Mapping
@@ -40,6 +39,7 @@ import jdl
 from jdl import config as config_lib
 from jdl.train import callbacks as callbacks_lib
 from jdl.train import distributed, loop, parallel, step
+from jdl.train import workdir as workdir_lib
 from jdl.train import precision as precision_lib
 from jdl.train.state import create_train_state
 
@@ -48,43 +48,6 @@ def default_workdir(config: ml_collections.ConfigDict, root: str | os.PathLike[s
   """``runs/<experiment>/<timestamp>``: a fresh directory for every run."""
   stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
   return pathlib.Path(root) / str(config.get("name", "experiment")) / stamp
-
-
-def prepare_workdir(workdir: str | os.PathLike[str], *, resume: bool, overwrite: bool) -> pathlib.Path:
-  """Creates ``workdir``; refuses to reuse a non-empty one unless asked.
-
-  In a multi-process run every process checks (so all raise alike) and only
-  process 0 deletes or creates, between two barriers.
-  """
-  if resume and overwrite:
-    raise ValueError("resume and overwrite: choose one; resume continues the run in workdir, "
-                     "overwrite deletes it")
-  path = pathlib.Path(workdir)
-  if path.exists() and not path.is_dir():
-    raise NotADirectoryError(f"workdir: {path} exists and is not a directory")
-  remove = False
-  if path.is_dir() and any(path.iterdir()):
-    if overwrite:
-      remove = True
-    elif not resume:
-      raise FileExistsError(f"workdir: {path} already holds a run; pass --resume to continue it "
-                            "or --overwrite to delete it and start again")
-  elif resume:
-    raise FileNotFoundError(f"workdir: nothing to resume in {path}: it is empty or missing")
-  distributed.barrier("jdl_workdir_checked")
-  if distributed.is_primary():
-    if remove:
-      shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-  distributed.barrier("jdl_workdir_ready")
-  return path
-
-
-def _write_json(path: pathlib.Path, payload: Any) -> None:
-  """Writes JSON atomically: a half-written file never replaces a complete one."""
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
-  os.replace(tmp, path)
 
 
 def _json_default(value: Any) -> Any:
@@ -237,32 +200,44 @@ def train_and_evaluate(
 
   Args:
     config: a config from ``jdl.config.base_config()`` or an experiment file.
-    workdir: the run directory (created; a non-empty one needs ``resume`` or
-      ``overwrite``).
-    resume: continue from the latest checkpoint in ``workdir``.
-    overwrite: delete ``workdir`` first.
+    workdir: the run directory (created; one holding a run needs ``resume`` or
+      ``overwrite``; see ``jdl.train.workdir``).
+    resume: continue the run in ``workdir`` from its latest checkpoint. The
+      config must be the run's own (``workdir.config_from_disk``) except in
+      ``workdir.SAFE_TO_CHANGE`` (more epochs, progress, plots); a workdir with
+      no checkpoint yet starts from step 0, and a finished run is left as it
+      is (its summary is returned, nothing is written).
+    overwrite: delete the run in ``workdir`` first.
 
   Returns:
     The contents of ``summary.json``.
   """
   wall_start = time.perf_counter()
-  # Named metrics are checked first: a misspelt one fails before data, devices or compilation.
+  # Everything the config names is checked before the workdir is touched, the data
+  # loaded or anything compiled: a misspelt metric or option fails in milliseconds.
   metric_specs = jdl.metrics.parse_specs(tuple(config.get("metrics", ()) or ()))
   transform = config.data.get("transform", "")
   if transform:
     from jdl.data import transforms  # pylint: disable=g-import-not-at-top
 
     transforms.get(transform)
-  distributed.initialize(config)  # before anything touches a device
-  primary = distributed.is_primary()
-  strategy = parallel.from_config(config)
-  strategy.check_batch_size(config.data.batch_size, "data.batch_size")
+  progress = _bool_option(config.progress, "progress")
+  on_device = _bool_option(config.data.on_device, "data.on_device")
   micro_batches = config.get("micro_batches", 1)
-  if not isinstance(micro_batches, int) or micro_batches < 1 or config.data.batch_size % micro_batches:
+  if isinstance(micro_batches, bool) or not isinstance(micro_batches, int) or micro_batches < 1 or (
+      config.data.batch_size % micro_batches):
     raise ValueError(f"micro_batches: expected a positive int that divides data.batch_size="
                      f"{config.data.batch_size}, got {micro_batches!r}")
   policy = resolve_precision(config)
-  workdir = prepare_workdir(workdir, resume=resume, overwrite=overwrite)
+  run_plan = workdir_lib.plan(workdir, config, resume=resume, overwrite=overwrite)
+  distributed.initialize(config)  # before anything touches a device
+  primary = distributed.is_primary()
+  if run_plan.reason and primary:
+    workdir_lib.note(run_plan.reason)
+  if run_plan.mode == workdir_lib.COMPLETE:
+    return run_plan.summary
+  strategy = parallel.from_config(config)
+  strategy.check_batch_size(config.data.batch_size, "data.batch_size")
 
   t = time.perf_counter()
   splits, info = load_splits(config)
@@ -293,7 +268,6 @@ def train_and_evaluate(
   outputs_shape = jax.eval_shape(lambda variables: model.apply(variables, sample, train=False),
                                  {"params": state.params, **state.model_state})
   example_metrics = choose_example_metrics(outputs_shape, train_data.get("label"))
-  classification = example_metrics is not step.no_metrics
   precision = None if policy.compute_dtype == jnp.float32 else policy
   train_step = step.make_train_step(apply_fn=model.apply, loss_fn=loss_fn, tx=tx, input_key=input_key,
                                     example_metrics=example_metrics, axis_name=strategy.axis_name,
@@ -302,6 +276,20 @@ def train_and_evaluate(
                                   example_metrics=example_metrics, metrics=metric_specs,
                                   axis_name=strategy.axis_name, precision=precision)
 
+  with run_plan.start(primary) as workdir:
+    distributed.barrier("jdl_workdir_ready")
+    result, early = _train(config, workdir, resume=run_plan.mode == workdir_lib.RESUME, primary=primary,
+                           state=state, train_step=train_step, eval_step=eval_step, splits=splits,
+                           strategy=strategy, metric_specs=metric_specs,
+                           classification=example_metrics is not step.no_metrics, progress=progress,
+                           on_device=on_device)
+    return _finish(config, workdir, result, early, splits=splits, eval_step=eval_step, strategy=strategy,
+                   primary=primary, data_seconds=data_seconds, wall_start=wall_start)
+
+
+def _train(config, workdir, *, resume, primary, state, train_step, eval_step, splits, strategy, metric_specs,
+           classification, progress, on_device):
+  """Sets up the callbacks and checkpoints, restores a resumed run, writes config.json and trains."""
   callbacks: list[callbacks_lib.Callback] = []
   early = None
   if config.early_stopping.enabled:
@@ -320,28 +308,25 @@ def train_and_evaluate(
     if monitor and monitor not in logged and "accuracy" in monitor:
       monitor = "eval_loss"
     mode = callbacks_lib.resolve_mode(monitor or "", config.checkpoint.mode) if monitor else "max"
-    checkpointer = Checkpointer(workdir / "checkpoints", keep=config.checkpoint.keep, monitor=monitor, mode=mode)
+    checkpointer = Checkpointer(workdir / workdir_lib.CHECKPOINTS, keep=config.checkpoint.keep, monitor=monitor,
+                                mode=mode)
     callbacks.append(callbacks_lib.ModelCheckpoint(checkpointer, others=[cb for cb in callbacks]))
 
   initial_epoch, history = 0, []
-  metrics_path = workdir / "metrics.jsonl"
+  metrics_path = workdir / workdir_lib.METRICS
   if resume:
-    if checkpointer is None or checkpointer.latest_epoch() is None:
-      raise FileNotFoundError(f"resume: no checkpoint in {workdir / 'checkpoints'} to resume from")
     state, meta = checkpointer.restore(state)
     initial_epoch, history = int(meta["epoch"]), list(meta["history"])
     for cb in callbacks:
       cb.load_state_dict(meta.get("callbacks", {}).get(cb.name, {}))
     # Lines logged after the restored checkpoint belong to the lost part of the run.
-    if primary and metrics_path.exists():
-      kept = [line for line in metrics_path.read_text().splitlines()
-              if line.strip() and json.loads(line)["epoch"] <= initial_epoch]
-      metrics_path.write_text("".join(line + "\n" for line in kept))
+    if primary:
+      workdir_lib.rewrite_metrics(metrics_path, initial_epoch)
   if early is not None and checkpointer is not None:
     early.restore_fn = lambda epoch: checkpointer.restore(state_template, epoch)[0]
   state_template = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), state)
   if primary:
-    _write_json(workdir / "config.json", config_lib.to_dict(config))
+    workdir_lib.write_json(workdir / workdir_lib.CONFIG, config_lib.to_dict(config), default=_json_default)
 
   metrics_file = metrics_path.open("a") if primary else None
 
@@ -350,17 +335,16 @@ def train_and_evaluate(
       metrics_file.write(json.dumps(dict(logs), default=_json_default) + "\n")
       metrics_file.flush()
 
-  on_device = _bool_option(config.data.on_device, "data.on_device")
   try:
     result = loop.fit(
-        state, train_step, train_data,
-        batch_size=batch_size, epochs=config.epochs,
+        state, train_step, splits["train"],
+        batch_size=config.data.batch_size, epochs=config.epochs,
         eval_step=eval_step if "eval" in splits else None,
         eval_data=splits.get("eval"),
         eval_batch_size=config.data.eval_batch_size,
         seed=config.seed, callbacks=callbacks,
         data_on_device="auto" if on_device is None else on_device,
-        progress=_bool_option(config.progress, "progress"),
+        progress=progress,
         initial_epoch=initial_epoch, chunks_per_epoch=config.chunks_per_epoch,
         history=history, log_fn=log_fn, strategy=strategy,
     )
@@ -369,14 +353,22 @@ def train_and_evaluate(
       metrics_file.close()
     if checkpointer is not None:
       checkpointer.close()
+  return result, early
 
+
+def _finish(config, workdir, result, early, *, splits, eval_step, strategy, primary, data_seconds, wall_start):
+  """Evaluates on the test split and writes summary.json and the curves."""
+  # Throughput and training time of the whole run, every resumed part included.
+  history = result.history
+  train_seconds = float(sum(h.get("epoch_seconds", 0.0) for h in history))
+  examples = sum(h.get("examples_per_second", 0.0) * h.get("epoch_seconds", 0.0) for h in history)
   summary: dict[str, Any] = {
       "experiment": config.get("name", None),
       "workdir": str(workdir.resolve()),
-      "epochs_completed": result.history[-1]["epoch"] if result.history else 0,
+      "epochs_completed": history[-1]["epoch"] if history else 0,
       "stopped_early": result.stopped_early,
-      "examples_per_second": result.examples_per_second,
-      "train_seconds": result.train_seconds,
+      "examples_per_second": examples / train_seconds if train_seconds else 0.0,
+      "train_seconds": train_seconds,
       "compile_seconds": result.compile_seconds,
       "data_seconds": data_seconds,
       "strategy": strategy.describe(),
@@ -395,7 +387,7 @@ def train_and_evaluate(
   summary["environment"] = environment()
   summary["history"] = result.history
   if primary:
-    _write_json(workdir / "summary.json", summary)
+    workdir_lib.write_json(workdir / workdir_lib.SUMMARY, summary, default=_json_default)
   if primary and config.plot and result.history:
     from jdl.train import plots  # pylint: disable=g-import-not-at-top
 

@@ -1,0 +1,209 @@
+"""``--resume`` continues the run on disk: its own config, safe overrides only, finished runs left alone."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from jdl import cli
+from jdl.checkpoint import Checkpointer
+from jdl.train import callbacks as callbacks_lib
+from jdl.train import workdir as workdir_lib
+
+# A small run of the default experiment, as a user would type it.
+ARGS = ["--config.model.options.hidden=(32,)", "--config.data.batch_size=64", "--config.data.eval_batch_size=100",
+        "--config.optimizer.schedule.name=constant", "--config.progress=false", "--config.plot=false"]
+
+
+def _train(workdir, *extra, resume=False):
+  argv = ["train", "mlp_fashion_mnist", "--workdir", str(workdir), *ARGS, *extra]
+  return cli.main(argv + (["--resume"] if resume else []))
+
+
+def _resume(workdir, *extra):
+  """What a requeued job runs: the experiment, the workdir and --resume, plus ``extra``."""
+  return cli.main(["train", "mlp_fashion_mnist", "--workdir", str(workdir), "--resume", *extra])
+
+
+def _die_after(monkeypatch, epoch_to_die, *, before_save=False):
+  """Makes the next run stop with a KeyboardInterrupt at the end of ``epoch_to_die``."""
+  saving = callbacks_lib.ModelCheckpoint.on_epoch_end
+
+  def save_then_die(self, run, epoch, logs):
+    if not (before_save and epoch == epoch_to_die):
+      saving(self, run, epoch, logs)
+    if epoch == epoch_to_die:
+      self.checkpointer.wait()
+      raise KeyboardInterrupt(f"simulated interruption after epoch {epoch}")
+
+  monkeypatch.setattr(callbacks_lib.ModelCheckpoint, "on_epoch_end", save_then_die)
+  return lambda: monkeypatch.setattr(callbacks_lib.ModelCheckpoint, "on_epoch_end", saving)
+
+
+def _params(workdir):
+  ckpt = Checkpointer(workdir / "checkpoints")
+  epoch = ckpt.latest_epoch()
+  ckpt.close()
+  import orbax.checkpoint as ocp
+
+  with ocp.StandardCheckpointer() as restorer:
+    return epoch, restorer.restore(workdir / "checkpoints" / str(epoch) / "state")["params"]
+
+
+def _summary(workdir):
+  return json.loads((workdir / "summary.json").read_text())
+
+
+def _epochs_logged(workdir):
+  return [json.loads(line)["epoch"] for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_resume_with_no_overrides_continues_the_run_as_it_was_started(tiny_data, tmp_path, monkeypatch):
+  # Started with overrides the experiment file does not have (another optimizer, 4 epochs) ...
+  started = ["--config.epochs=4", "--config.optimizer.name=adam"]
+  assert _train(tmp_path / "straight", *started) == 0
+  restore = _die_after(monkeypatch, 2)
+  with pytest.raises(KeyboardInterrupt):
+    _train(tmp_path / "cut", *started)
+  restore()
+  # ... and resumed with the plain command: the run's own config.json decides.
+  assert _resume(tmp_path / "cut") == 0
+  straight, resumed = _summary(tmp_path / "straight"), _summary(tmp_path / "cut")
+  assert resumed["config"]["optimizer"]["name"] == "adam" and resumed["epochs_completed"] == 4
+  assert resumed["test_loss"] == straight["test_loss"]
+  assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in straight["history"]]
+  (ea, pa), (eb, pb) = _params(tmp_path / "straight"), _params(tmp_path / "cut")
+  assert ea == eb == 4
+  jax.tree.map(np.testing.assert_array_equal, pa, pb)
+  assert _epochs_logged(tmp_path / "cut") == [1, 2, 3, 4]
+  # The whole run's training time and throughput, both parts of it counted.
+  assert resumed["train_seconds"] == pytest.approx(sum(h["epoch_seconds"] for h in resumed["history"]))
+  assert resumed["examples_per_second"] > 0
+
+
+def test_resume_with_more_epochs_trains_on(tiny_data, tmp_path, capsys):
+  assert _train(tmp_path / "run", "--config.epochs=2") == 0
+  assert _resume(tmp_path / "run", "--config.epochs=3") == 0
+  summary = _summary(tmp_path / "run")
+  assert summary["epochs_completed"] == 3 and summary["config"]["epochs"] == 3
+  assert _epochs_logged(tmp_path / "run") == [1, 2, 3]
+  assert json.loads((tmp_path / "run" / "config.json").read_text())["epochs"] == 3
+  assert "resuming the run" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_change_of_what_the_run_computes_naming_it(tiny_data, tmp_path, capsys):
+  assert _train(tmp_path / "run", "--config.epochs=2") == 0
+  before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+  assert _resume(tmp_path / "run", "--config.epochs=3", "--config.optimizer.name=sgd",
+                 "--config.optimizer.learning_rate=0.5") == 2
+  err = capsys.readouterr().err
+  assert "optimizer.name ('rmsprop' on disk, 'sgd' now)" in err
+  assert "optimizer.learning_rate (0.001 on disk, 0.5 now)" in err
+  assert "epochs" not in err.split("change what it computes:")[1].split(";")[0]  # a safe change is not blamed
+  assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()} == before
+
+
+def test_a_finished_run_resumed_is_left_byte_for_byte(tiny_data, tmp_path, capsys):
+  assert _train(tmp_path / "run", "--config.epochs=2") == 0
+  files = sorted(p for p in (tmp_path / "run").rglob("*") if p.is_file())
+  before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
+  capsys.readouterr()
+  # Also with an experiment default (5 epochs) above the run's: the run's own config decides.
+  assert _resume(tmp_path / "run") == 0
+  captured = capsys.readouterr()
+  assert "is complete (2 epochs" in captured.err and "test_accuracy=" in captured.out
+  assert sorted(p for p in (tmp_path / "run").rglob("*") if p.is_file()) == files
+  assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files} == before
+
+
+def test_resume_refuses_fewer_epochs_than_the_run_has_done(tiny_data, tmp_path, capsys, monkeypatch):
+  restore = _die_after(monkeypatch, 2)
+  with pytest.raises(KeyboardInterrupt):
+    _train(tmp_path / "run", "--config.epochs=3")
+  restore()
+  assert _resume(tmp_path / "run", "--config.epochs=1") == 2
+  assert "has trained 2 epochs; epochs=1 would end before that" in capsys.readouterr().err
+
+
+def test_killed_before_its_first_checkpoint_the_same_command_starts_over(tiny_data, tmp_path, monkeypatch, capsys):
+  restore = _die_after(monkeypatch, 1, before_save=True)
+  with pytest.raises(KeyboardInterrupt):
+    _train(tmp_path / "run", "--config.epochs=2")
+  restore()
+  assert not workdir_lib.checkpoint_epochs(tmp_path / "run")
+  assert _epochs_logged(tmp_path / "run") == [1]  # logged, but never checkpointed
+  # The requeued job's command line (with --resume) and a plain rerun both work.
+  assert _train(tmp_path / "run", "--config.epochs=2", resume=True) == 0
+  assert "no checkpoint yet; starting the run again from step 0" in capsys.readouterr().err
+  assert _epochs_logged(tmp_path / "run") == [1, 2]
+  assert _summary(tmp_path / "run")["epochs_completed"] == 2
+
+
+def test_resume_of_a_missing_workdir_starts_a_new_run(tiny_data, tmp_path, capsys):
+  assert _train(tmp_path / "new", "--config.epochs=1", resume=True) == 0
+  assert "holds no run yet; starting a new run" in capsys.readouterr().err
+  assert _summary(tmp_path / "new")["epochs_completed"] == 1
+
+
+def test_a_run_that_failed_before_training_is_reused_by_a_plain_rerun(tiny_data, tmp_path, capsys):
+  # A run that failed before its first epoch (here: killed right after writing its config).
+  (tmp_path / "run").mkdir()
+  (tmp_path / "run" / "config.json").write_text(json.dumps({"name": "mlp_fashion_mnist"}))
+  (tmp_path / "run" / "metrics.jsonl").write_text("")
+  assert _train(tmp_path / "run", "--config.epochs=1") == 0
+  assert "never finished an epoch" in capsys.readouterr().err
+  assert _summary(tmp_path / "run")["epochs_completed"] == 1
+
+
+def test_resume_in_another_experiments_workdir_says_so(tiny_data, tmp_path, capsys):
+  assert _train(tmp_path / "run", "--config.epochs=1") == 0
+  assert cli.main(["train", "mnist1d_logreg", "--workdir", str(tmp_path / "run"), "--resume"]) == 2
+  err = capsys.readouterr().err
+  assert "holds a run of the experiment 'mlp_fashion_mnist', not 'mnist1d_logreg'" in err
+  assert "jdl train mlp_fashion_mnist --workdir" in err
+
+
+def test_files_jdl_did_not_write_are_never_taken_for_a_run(tiny_data, tmp_path, capsys):
+  (tmp_path / "run").mkdir()
+  (tmp_path / "run" / "notes.txt").write_text("mine")
+  for resume in (False, True):
+    assert _train(tmp_path / "run", "--config.epochs=1", resume=resume) == 2
+    assert "files jdl did not write (notes.txt)" in capsys.readouterr().err
+  assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["notes.txt"]
+
+
+def test_a_live_lock_is_refused_and_a_stale_one_taken_over(tiny_data, tmp_path, capsys):
+  run = tmp_path / "run"
+  run.mkdir()
+  # A live process (this test's own child) holds the lock.
+  child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+  try:
+    (run / "run.lock").write_text(json.dumps({"host": os.uname().nodename, "pid": child.pid}))
+    assert _train(run, "--config.epochs=1") == 2
+    assert f"in use by another jdl process (pid {child.pid}" in capsys.readouterr().err
+    assert (run / "run.lock").exists() and not (run / "config.json").exists()
+  finally:
+    child.kill()
+    child.wait()
+  # The same lock once its process is gone: taken over, the run trains, the lock is released.
+  assert _train(run, "--config.epochs=1") == 0
+  assert f"taking over the lock of {run}" in capsys.readouterr().err
+  assert not (run / "run.lock").exists()
+  assert _summary(run)["epochs_completed"] == 1
+
+
+def test_config_from_disk_keeps_the_experiments_types(tmp_path):
+  from jdl import config as config_lib
+
+  config = config_lib.load_experiment("mlp_fashion_mnist")
+  config.model.options.hidden = (32, 16)
+  config.metrics = ("accuracy", "f1:macro")
+  (tmp_path / "config.json").write_text(json.dumps(config_lib.to_dict(config)))
+  back = workdir_lib.config_from_disk(tmp_path, config_lib.load_experiment("mlp_fashion_mnist"))
+  assert back.model.options.hidden == (32, 16) and back.metrics == ("accuracy", "f1:macro")
+  assert workdir_lib.differences(config_lib.to_dict(config), back) == []
+  assert workdir_lib.differences({"a": {"b": 1}, "c": [1]}, {"a": {"b": 2}, "c": (1,), "d": 0}) == ["a.b", "d"]
