@@ -36,7 +36,7 @@ ATTRIBUTES = ("even", "prime", "ge5", "loop")
 TABLE = np.array([[d % 2 == 0, d in (2, 3, 5, 7), d >= 5, d in (0, 6, 8, 9)] for d in range(10)], np.float32)
 
 
-@transforms.register("digits_attributes")
+@transforms.register("digits_attributes", task="multilabel")
 def digits_attributes(arrays):
   """``label`` (the digit) becomes the float32 multi-hot ``[N, 4]`` of ATTRIBUTES."""
   return {**arrays, "label": TABLE[np.asarray(arrays["label"])]}

@@ -778,28 +778,34 @@ def weighted(losses: Mapping[str, str | LossFn], weights: Mapping[str, float] | 
   return WeightedLoss(losses, weights)
 
 
-def with_regularizer(loss_fn: str | LossFn, regularizer: Regularizer | None
+def with_regularizer(loss_fn: str | LossFn, regularizer: Regularizer | None = None, *,
+                     reduce: Callable[[jax.Array, Any], jax.Array] | None = None,
                      ) -> Callable[[Any, Any, Mapping[str, Any]], tuple[jax.Array, dict[str, jax.Array]]]:
-  r"""The training objective: masked batch mean of a loss plus a parameter penalty.
+  r"""The training objective: the masked batch mean of a loss plus a parameter penalty.
 
-  .. math:: J(\theta) = \frac{1}{\sum_i m_i} \sum_i m_i\, \ell_i(\theta) + R(\theta)
+  .. math:: J(\theta) = \frac{\sum_i m_i \ell_i}{\sum_i m_i} + R(\theta)
 
-  The penalty is a scalar of the parameters, added **once per batch** to the
-  reduced data loss — not to each example (that would scale it by the batch
-  size under a sum reduction and is meaningless per example). Under data
+  The penalty is added once per batch, not per example. Under data
   parallelism each device adds the same :math:`R`, so averaging gradients over
-  devices keeps one copy of :math:`\nabla R`.
+  devices keeps one copy of :math:`\nabla R`. This is the objective
+  ``jdl.train.make_train_step`` differentiates.
 
   Args:
-    loss_fn: a registered name or an ``(outputs, batch) -> [B]`` loss.
+    loss_fn: a registered name or an ``(outputs, batch) -> [B]`` loss. A
+      :class:`WeightedLoss` (several outputs) also reports each head's loss.
     regularizer: ``params -> scalar`` (e.g. ``jdl.regularizers.l2(1e-4)``) or
       ``None``.
+    reduce: ``(values_B, mask_B) -> scalar``, how per-example values become
+      the batch's value (default :func:`masked_mean`; the train step passes a
+      cross-device mean under ``pmap``).
 
   Returns:
-    ``objective(params, outputs, batch) -> (total, {"loss": data_loss,
-    "regularization": penalty})``, ready for
-    ``jax.value_and_grad(..., has_aux=True)`` once ``outputs`` is computed
-    from ``params`` inside the differentiated function.
+    ``objective(params, outputs, batch) -> (total, aux)`` with ``aux``
+    holding ``"loss"`` (the data term), ``"regularization"`` (only with a
+    regularizer) and ``"loss/<head>"`` for each head of a ``WeightedLoss``
+    (unweighted); ready for ``jax.value_and_grad(..., has_aux=True)`` once
+    ``outputs`` is computed from ``params`` inside the differentiated
+    function.
 
   Example:
     >>> import jdl.regularizers
@@ -812,12 +818,24 @@ def with_regularizer(loss_fn: str | LossFn, regularizer: Regularizer | None
   loss_fn = get(loss_fn)
   if regularizer is not None and not callable(regularizer):
     raise TypeError(f"with_regularizer: regularizer must be callable params -> scalar or None, got {regularizer!r}")
+  reduce = masked_mean if reduce is None else reduce
 
   def objective(params: Any, outputs: Any, batch: Mapping[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
-    data_loss = masked_mean(loss_fn(outputs, batch), batch.get("mask"))
-    penalty = jnp.zeros((), data_loss.dtype) if regularizer is None else jnp.asarray(regularizer(params))
+    mask = batch.get("mask")
+    aux: dict[str, jax.Array] = {}
+    if isinstance(loss_fn, WeightedLoss):
+      per_example, heads = loss_fn.with_heads(outputs, batch)
+      aux.update({f"loss/{head}": reduce(values, mask) for head, values in heads.items()})
+    else:
+      per_example = loss_fn(outputs, batch)
+    data_loss = reduce(per_example, mask)
+    aux["loss"] = data_loss
+    if regularizer is None:
+      return data_loss, aux
+    penalty = jnp.asarray(regularizer(params))
     if penalty.shape != ():
       raise ValueError(f"with_regularizer: the regularizer must return a scalar, got shape {penalty.shape}")
-    return data_loss + penalty, {"loss": data_loss, "regularization": penalty}
+    aux["regularization"] = penalty
+    return data_loss + penalty, aux
 
   return objective

@@ -63,6 +63,29 @@ def _is_real(value: Any) -> bool:
   return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def _is_traced(value: Any) -> bool:
+  """Whether ``value`` is an abstract array (under ``jit``/``vmap``), whose value cannot be checked.
+
+  Hyperparameters may be traced: trials that differ only in them then share
+  one compiled program (``jdl.bench``'s vmapped runs). They are checked when
+  they are concrete, here or where they were drawn.
+  """
+  return isinstance(value, jax.core.Tracer)
+
+
+def _scalar(value: Any) -> Any:
+  """A concrete 0-d array becomes its Python number (so it is checked); others pass unchanged."""
+  if isinstance(value, (jax.Array, np.ndarray, np.generic)) and not _is_traced(value) and np.ndim(value) == 0:
+    item = np.asarray(value).item()
+    return item if not isinstance(item, bool) else value
+  return value
+
+
+def _nonzero(value: Any) -> bool:
+  """``value != 0`` for a concrete number; a traced value counts as non-zero (its term is kept)."""
+  return True if _is_traced(value) else bool(value)
+
+
 def _check_real(
     where: str,
     arg: str,
@@ -73,7 +96,10 @@ def _check_real(
     low_open: bool = False,
     high_open: bool = False,
 ) -> float:
-  """Checks that ``value`` is a finite real number in the given interval."""
+  """Checks that ``value`` is a finite real number in the given interval (a traced array passes)."""
+  value = _scalar(value)
+  if _is_traced(value):
+    return value
   if not _is_real(value):
     raise TypeError(f"{where}: {arg} must be a real number, got {value!r} ({type(value).__name__})")
   value = float(value)
@@ -108,7 +134,8 @@ def _check_int(where: str, arg: str, value: Any, *, low: int) -> int:
 
 
 def _check_learning_rate(where: str, learning_rate: Any) -> float | optax.Schedule:
-  if callable(learning_rate):
+  learning_rate = _scalar(learning_rate)
+  if callable(learning_rate) or _is_traced(learning_rate):
     return learning_rate
   if not _is_real(learning_rate):
     raise TypeError(
@@ -251,9 +278,19 @@ def choice(*values: Any) -> dict[str, Any]:
   return {"distribution": "choice", "values": list(values)}
 
 
-def _check_search_space(where: str, space: Mapping[str, Any]) -> SearchSpace:
+def check_search_space(where: str, space: Any) -> SearchSpace:
+  """Checks a search space (``{hyperparameter: dimension}``, see ``log_uniform`` and friends); returns a copy.
+
+  Used by ``register`` and by the benchmark's ``register_optimizer``, so a
+  space means the same everywhere: every dimension a known distribution with
+  valid bounds, a ``learning_rate`` dimension, log-uniform.
+
+  Raises:
+    TypeError: ``space`` is not a dict.
+    ValueError: a bad dimension, named with ``where``.
+  """
   if not isinstance(space, Mapping):
-    raise TypeError(f"{where}: search_space must be a dict, got {space!r}")
+    raise TypeError(f"{where}: search_space must be a dict, got {type(space).__name__} {space!r}")
   for arg, dim in space.items():
     if not isinstance(dim, Mapping) or dim.get("distribution") not in _DISTRIBUTIONS:
       raise ValueError(
@@ -273,6 +310,8 @@ def _check_search_space(where: str, space: Mapping[str, Any]) -> SearchSpace:
                        f"got {dim!r}")
   if "learning_rate" not in space:
     raise ValueError(f"{where}: search_space must include 'learning_rate', got keys {sorted(space)}")
+  if space["learning_rate"]["distribution"] != "log_uniform":
+    raise ValueError(f"{where}: the learning rate's dimension must be log_uniform, got {space['learning_rate']!r}")
   return copy.deepcopy(dict(space))
 
 
@@ -334,7 +373,7 @@ def register(
     raise TypeError(f"register: name must be a non-empty string, got {name!r}")
   where = f"register({name!r})"
   learning_rate = _check_nonneg(where, "learning_rate", learning_rate)
-  space = _check_search_space(where, search_space if search_space is not None else
+  space = check_search_space(where, search_space if search_space is not None else
                               {"learning_rate": log_uniform(1e-5, 1e-1)})
 
   def decorator(factory: Factory) -> Factory:
@@ -415,7 +454,7 @@ def _lr(learning_rate: float | optax.Schedule) -> optax.GradientTransformation:
 
 
 def _decay(weight_decay: float, mask: Any = None) -> list[optax.GradientTransformation]:
-  return [optax.add_decayed_weights(weight_decay, mask)] if weight_decay else []
+  return [optax.add_decayed_weights(weight_decay, mask)] if _nonzero(weight_decay) else []
 
 
 _ADAM_SPACE = {
@@ -528,7 +567,7 @@ def rmsprop(learning_rate: float | optax.Schedule, *, decay: float = 0.9, eps: f
     raise TypeError(f"rmsprop: centered must be a bool, got {centered!r}")
   scale = optax.scale_by_stddev if centered else optax.scale_by_rms
   parts = [scale(decay=rho, eps=eps, eps_in_sqrt=False)]
-  if mu:
+  if _nonzero(mu):
     parts.append(optax.trace(decay=mu))
   return optax.chain(*parts, _lr(learning_rate))
 
@@ -830,15 +869,43 @@ def schedule_free_sgd(learning_rate: float | optax.Schedule, *, b1: float = 0.9,
   b1 = _check_real("schedule_free_sgd", "b1", b1, low=0.0, low_open=True, high=1.0, high_open=True)
   wd = _check_nonneg("schedule_free_sgd", "weight_decay", weight_decay)
   power = _check_nonneg("schedule_free_sgd", "weight_lr_power", weight_lr_power)
-  return contrib.schedule_free_sgd(learning_rate, b1=b1, weight_decay=wd or None, weight_lr_power=power)
+  return contrib.schedule_free_sgd(learning_rate, b1=b1, weight_decay=wd if _nonzero(wd) else None,
+                                   weight_lr_power=power)
 
 
-def _find_schedule_free_state(state: Any) -> contrib.ScheduleFreeState | None:
-  if isinstance(state, contrib.ScheduleFreeState):
-    return state
+EvalParamsFn = Callable[[Any, Any], Any]
+_EVAL_PARAMS: dict[type, EvalParamsFn] = {}
+
+
+def register_eval_params(state_type: type, fn: EvalParamsFn) -> None:
+  """Declares that an optimizer whose state contains a ``state_type`` is evaluated at ``fn(state, params)``.
+
+  The hook of averaging optimizers (schedule-free, EMA, Polyak or SWA
+  averages): training updates one sequence of parameters and evaluation should
+  use another. Every evaluation in jdl (``make_eval_step``, hence ``fit``'s
+  evaluations, the best-checkpoint choice, the test metrics and the benchmark
+  curves) calls ``eval_params``, which finds a registered state anywhere in
+  the optimizer state (under ``chain``, clipping, freezing, ``MultiSteps``)
+  and applies its ``fn``.
+
+  Args:
+    state_type: the optimizer-state class to look for (e.g. a ``NamedTuple``).
+    fn: ``(that state, params) -> params to evaluate``.
+  """
+  if not isinstance(state_type, type):
+    raise TypeError(f"register_eval_params: state_type must be a class, got {state_type!r}")
+  if not callable(fn):
+    raise TypeError(f"register_eval_params: fn must be callable (state, params) -> params, got {fn!r}")
+  _EVAL_PARAMS[state_type] = fn
+
+
+def _find_eval_state(state: Any) -> tuple[Any, EvalParamsFn] | None:
+  for state_type, fn in _EVAL_PARAMS.items():
+    if isinstance(state, state_type):
+      return state, fn
   children = state.values() if isinstance(state, Mapping) else state if isinstance(state, (tuple, list)) else ()
   for child in children:
-    found = _find_schedule_free_state(child)
+    found = _find_eval_state(child)
     if found is not None:
       return found
   return None
@@ -847,22 +914,28 @@ def _find_schedule_free_state(state: Any) -> contrib.ScheduleFreeState | None:
 def eval_params(opt_state: Any, params: Any) -> Any:
   """Returns the parameters to evaluate (and checkpoint for inference) with.
 
-  For schedule-free optimizers the trained parameters are ``y = (1-β₁)z + β₁x``
-  and the evaluation parameters are ``x = (y - (1-β₁)z)/β₁``; the
-  ``ScheduleFreeState`` is found anywhere inside ``opt_state`` (under clipping,
-  freezing, ``MultiSteps``). Frozen parameters are returned unchanged. For every
-  other optimizer this returns ``params`` itself.
+  For every optimizer without a registered evaluation hook
+  (``register_eval_params``) this is ``params`` itself. For schedule-free
+  optimizers the trained parameters are ``y = (1-β₁)z + β₁x`` and the
+  evaluation parameters are ``x = (y - (1-β₁)z)/β₁``. Frozen parameters are
+  returned unchanged.
 
   Args:
-    opt_state: the optimizer state (as returned by ``tx.init``/``tx.update``).
+    opt_state: the optimizer state (as returned by ``tx.init``/``tx.update``);
+      None gives ``params``.
     params: the current (training) parameters.
 
   Returns:
     a tree like ``params``.
   """
-  state = _find_schedule_free_state(opt_state)
-  if state is None:
+  found = _find_eval_state(opt_state)
+  if found is None:
     return params
+  state, fn = found
+  return fn(state, params)
+
+
+def _schedule_free_x(state: contrib.ScheduleFreeState, params: Any) -> Any:
   b1 = state.b1
 
   def one(y: Any, z: Any) -> Any:
@@ -871,6 +944,9 @@ def eval_params(opt_state: Any, params: Any) -> Any:
     return ((y - (1.0 - b1) * z) / b1).astype(jnp.asarray(y).dtype)
 
   return jax.tree.map(one, params, state.z)
+
+
+register_eval_params(contrib.ScheduleFreeState, _schedule_free_x)
 
 
 # --------------------------------------------------------------------------- #

@@ -81,9 +81,9 @@ def test_register_optimizer_checks_its_search_space():
 
 
 def test_trace_plan_finds_what_each_factory_accepts_as_arrays():
-  # jdl.optim checks its arguments as Python numbers: only the learning rate traces (as a schedule).
+  # jdl.optim checks concrete values only: the learning rate and the momentum trace as arrays.
   plan = search.trace_plan(search.get_optimizer("momentum"), {"learning_rate": 0.1, "momentum": 0.9})
-  assert plan == search.TracePlan(search.LR_SCHEDULE, ())
+  assert plan == search.TracePlan(search.LR_ARRAY, ("momentum",))
   # Plain optax factories take arrays: every numeric hyperparameter traces.
   opt = search.BenchOptimizer("optax_sgd", optax.sgd, {"learning_rate": jdl.optim.log_uniform(1e-3, 1.0),
                                                        "momentum": jdl.optim.uniform(0.0, 0.9)})

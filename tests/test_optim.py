@@ -560,6 +560,70 @@ def test_search_space_is_data_the_factory_accepts(name):
   assert optim.search_space(name)["learning_rate"]["low"] > 0
 
 
+def _space_midpoints(name):
+  hparams = {}
+  for arg, dim in optim.search_space(name).items():
+    if dim["distribution"] == "choice":
+      continue
+    hparams[arg] = math.sqrt(dim["low"] * dim["high"]) if dim["distribution"] == "log_uniform" else (
+        (dim["low"] + dim["high"]) / 2)
+  return hparams
+
+
+@pytest.mark.parametrize("name", sorted(optim.list_optimizers()))
+def test_every_numeric_hyperparameter_can_be_an_array_under_vmap(name):
+  # Two settings of every tuned hyperparameter in one vmapped program equal the two built from Python numbers.
+  base = _space_midpoints(name)
+  settings = [base, {k: v * 0.9 for k, v in base.items()}]
+  params = {"w": jnp.asarray([[0.5, -1.0], [2.0, 0.3]]), "b": jnp.asarray([0.1, -0.2])}
+  grads = jax.tree.map(lambda p: p * 0.7 + 0.05, params)
+
+  def two_updates(hp):
+    tx = optim.create(name, **hp)
+    state = tx.init(params)
+    updates, state = tx.update(grads, state, params)
+    updates, _ = tx.update(grads, state, optax.apply_updates(params, updates))
+    return updates
+
+  stacked = {k: jnp.asarray([s[k] for s in settings], jnp.float32) for k in base}
+  traced = jax.jit(jax.vmap(two_updates))(stacked)
+  for i, hp in enumerate(settings):
+    want = two_updates({k: float(np.float32(v)) for k, v in hp.items()})
+    for a, b in zip(jax.tree.leaves(jax.tree.map(lambda x, i=i: x[i], traced)), jax.tree.leaves(want)):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=1e-7, err_msg=name)
+  # A concrete bad value is still refused, also as a 0-d array.
+  with pytest.raises(ValueError, match="learning_rate must be in"):
+    optim.create(name, learning_rate=jnp.asarray(-1.0))
+
+
+def test_an_averaging_optimizer_registers_its_evaluation_parameters():
+  class AverageState(tuple):
+    """A running average of the parameters (Polyak), as an optimizer state."""
+
+  def averaged(decay):
+    def init(params):
+      return AverageState((jax.tree.map(jnp.copy, params),))
+
+    def update(updates, state, params):
+      new_params = optax.apply_updates(params, updates)
+      avg = jax.tree.map(lambda a, p: decay * a + (1 - decay) * p, state[0], new_params)
+      return updates, AverageState((avg,))
+
+    return optax.GradientTransformation(init, update)
+
+  optim.register_eval_params(AverageState, lambda state, params: state[0])
+  tx = optax.chain(optax.sgd(0.1), averaged(0.5))
+  params = {"w": jnp.asarray([1.0, 2.0])}
+  state = tx.init(params)
+  updates, state = tx.update({"w": jnp.asarray([1.0, 1.0])}, state, params)
+  trained = optax.apply_updates(params, updates)
+  np.testing.assert_allclose(trained["w"], [0.9, 1.9])
+  np.testing.assert_allclose(optim.eval_params(state, trained)["w"], [0.95, 1.95])  # (1 + 0.9) / 2, (2 + 1.9) / 2
+  assert optim.eval_params(None, trained) is trained
+  with pytest.raises(TypeError, match="state_type must be a class"):
+    optim.register_eval_params("AverageState", lambda s, p: p)
+
+
 def test_momentum_search_space_range():
   assert optim.search_space("momentum")["momentum"] == {"distribution": "uniform", "low": 0.8, "high": 0.99}
 

@@ -7,6 +7,7 @@ import optax
 import pytest
 
 import jdl.losses
+from jdl.data import pipeline
 import jdl.models
 from jdl.train import (EarlyStopping, Evaluator, Run, create_train_state, fit, make_eval_step,
                        make_train_step)
@@ -165,11 +166,20 @@ def test_bad_arguments_are_named():
     fit(state, train_step, _blobs(100), batch_size=10, epochs=1, data_on_device="yes")
 
 
-def test_divergence_raises_naming_the_metric_and_epoch():
+def test_divergence_raises_naming_the_metric_and_the_first_bad_step():
   _, _, state, train_step, _ = _setup(tx=optax.sgd(1e6))
   data = _blobs(64)
   data["inputs"] = data["inputs"] * 1e6
-  with pytest.raises(FloatingPointError, match="training diverged: train_loss is (nan|inf) in epoch 1"):
+  # The same steps by hand, in fit's data order: the first step whose loss is not finite.
+  idx = np.asarray(pipeline.epoch_batches(0, 1, 64, 16))
+  by_hand, first_bad = state, None
+  for i, idx_B in enumerate(idx):
+    by_hand, metrics = jax.jit(train_step)(by_hand, {k: jnp.asarray(v[idx_B]) for k, v in data.items()})
+    if first_bad is None and not np.isfinite(float(metrics["loss"])):
+      first_bad = i + 1
+  assert first_bad is not None
+  with pytest.raises(FloatingPointError, match=rf"training diverged: train_loss is (nan|inf) at step {first_bad} "
+                                               rf"\(epoch 1, batch {first_bad} of 4\)"):
     fit(state, train_step, data, batch_size=16, epochs=2, progress=False)
 
 

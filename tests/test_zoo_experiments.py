@@ -5,6 +5,7 @@ Full runs and their results are in docs/results.md; here only what takes seconds
 
 import jax
 import jax.numpy as jnp
+import optax
 import pytest
 
 import jdl
@@ -37,7 +38,14 @@ def test_config_loads_and_model_builds(name):
   logits = jax.eval_shape(lambda v: model.apply(v, x, train=False), variables)
   assert logits.shape == (2, meta.num_classes) and logits.dtype == jnp.float32
   # The optimizer and its schedule build for the run's length.
-  assert jdl.optim.from_config(config.optimizer.to_dict(), total_steps=1000) is not None
+  tx = jdl.optim.from_config(config.optimizer.to_dict(), total_steps=1000)
+  assert isinstance(tx, optax.GradientTransformation)
+  params = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), variables["params"])
+  grads, opt_state = jax.tree.map(jnp.ones_like, params), tx.init(params)
+  for _ in range(2):  # a warmup may start from a learning rate of 0
+    updates, opt_state = tx.update(grads, opt_state, params)
+  assert jax.tree.structure(updates) == jax.tree.structure(params)
+  assert all(bool(jnp.any(u != 0)) for u in jax.tree.leaves(updates))  # every parameter moves
 
 
 def test_mnist1d_cnn_learns_in_two_epochs(tmp_path, monkeypatch):

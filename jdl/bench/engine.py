@@ -1,32 +1,37 @@
-"""Trains many runs of one workload and optimizer as one compiled program.
+"""Trains many runs of one workload and optimizer as one compiled program, on jdl's engine.
 
-Runs that share the optimizer's constant hyperparameters (see
-``search.trace_plan``) differ only in arrays: their seeds, their traced
-hyperparameters (the learning rate at least) and their data order. They are
-trained together: the train states are stacked along a leading run axis and
-three programs are ``jax.vmap``-ed over it and compiled once each:
+The runs of a sweep are ``jdl train`` runs: the same initial state
+(``create_train_state``), the same data order (``jdl.data.pipeline.batch_indices``),
+the same train and eval steps (``make_train_step`` / ``make_eval_step``, with
+the workload's precision and streamed metrics, evaluated at the optimizer's
+``eval_params``) and the same programs (``jdl.train.programs``). What the
+benchmark adds is the run axis: runs that share the optimizer's constant
+hyperparameters (see ``search.trace_plan``) differ only in arrays (their
+seeds, their traced hyperparameters, their data order), so their train states
+are stacked along a leading axis and the programs are ``jax.vmap``-ed over it
+and compiled once each:
 
-* ``init(seeds, hparams) -> states``;
-* ``chunk(states, hparams, data, indices) -> (states, metrics)``: ``eval_every``
-  steps as one ``lax.scan`` over batch indices (``indices`` is
-  ``(runs, steps, batch)``, each run its own shuffling);
-* ``evaluate(states, batch) -> sums`` of one padded, masked eval batch (summed
-  over the validation and test sets' batches).
+* ``init(seed) -> state`` (one program per problem, shared by every optimizer);
+* ``chunk(states, hparams, data, idx) -> (states, metrics)``: ``eval_every``
+  steps of ``programs.chunk_program`` (``idx`` is ``(runs, steps, batch)``,
+  each run its own data order);
+* ``evaluate(states, blocks) -> sums``: ``programs.eval_program`` over the
+  padded, masked evaluation batches.
 
 Only the chunk calls are timed (``jax.block_until_ready`` after each), so
 time-to-target excludes evaluation and compilation; compile time is reported
 apart. With ``vmap=False`` the same per-run programs are compiled without the
 run axis and the runs go one after another (the baseline of
-``benchmarks/seeds_vmap.py``).
+``benchmarks/seeds_vmap.py``); they then equal ``jdl train`` bitwise on the CPU.
 
-A run whose training loss or validation loss becomes NaN/Inf is marked
-``diverged`` at that step; the others continue. Nothing raises for it.
+A run whose training or validation loss becomes NaN/Inf is marked ``diverged``
+at the first such step (``programs.first_nonfinite``); the others continue.
+Nothing raises for it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -82,32 +87,6 @@ class RunResult:
 
 
 # --------------------------------------------------------------------------- #
-# Data order.
-# --------------------------------------------------------------------------- #
-
-
-@functools.lru_cache(maxsize=64)
-def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
-  return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
-
-
-def batch_indices(seed: int, start: int, length: int, batch_size: int, n: int) -> np.ndarray:
-  """Example indices of steps ``start .. start+length-1``: ``(length, batch_size)`` int32.
-
-  Epoch ``e`` visits a permutation drawn from ``(seed, e)``; its last partial
-  batch is dropped. Step ``t`` is batch ``t mod (n // batch_size)`` of epoch
-  ``t div (n // batch_size)``, so any chunking of the steps gives the same order.
-  """
-  per_epoch = n // batch_size
-  if per_epoch < 1:
-    raise ValueError(f"batch_size: {batch_size} is larger than the {n} training examples")
-  first, last = start // per_epoch, (start + length - 1) // per_epoch
-  order = np.concatenate([_permutation(seed, e, n)[:per_epoch * batch_size] for e in range(first, last + 1)])
-  offset = (start - first * per_epoch) * batch_size
-  return order[offset:offset + length * batch_size].reshape(length, batch_size)
-
-
-# --------------------------------------------------------------------------- #
 # Programs.
 # --------------------------------------------------------------------------- #
 
@@ -116,21 +95,8 @@ _PROGRAMS: dict[Any, Any] = {}
 _PLACED: dict[Any, Any] = {}
 
 
-def clear_caches() -> None:
-  """Forgets compiled programs and device copies of data (frees memory)."""
-  _PROGRAMS.clear()
-  _PLACED.clear()
-
-
-def eval_block_size(problem: Problem, eval_batch_size: int) -> int:
-  """The evaluation batch: ``eval_batch_size``, or less when both eval sets are smaller."""
-  from jdl.data import pipeline  # pylint: disable=g-import-not-at-top
-
-  return min(eval_batch_size, max(pipeline.num_examples(problem.valid), pipeline.num_examples(problem.test)))
-
-
 def _placed(problem: Problem, what: str, eval_batch_size: int = 0) -> Any:
-  """Device copies of the training arrays, or a list of padded, masked eval batches, kept per problem."""
+  """Device copies of the training arrays, or the ``(num_batches, B, ...)`` padded, masked eval blocks, per problem."""
   from jdl.data import pipeline  # pylint: disable=g-import-not-at-top
 
   key = (id(problem), what, eval_batch_size)
@@ -138,9 +104,10 @@ def _placed(problem: Problem, what: str, eval_batch_size: int = 0) -> Any:
     if what == "train":
       _PLACED[key] = (problem, jax.device_put(dict(problem.train)))
     else:
-      blocks = pipeline.padded_eval_batches(getattr(problem, what), eval_block_size(problem, eval_batch_size))
-      num = next(iter(blocks.values())).shape[0]
-      _PLACED[key] = (problem, [jax.device_put({k: v[i] for k, v in blocks.items()}) for i in range(num)])
+      arrays = getattr(problem, what)
+      # Evaluator's blocks: batches of min(eval_batch_size, n), the last one padded and masked.
+      blocks = pipeline.padded_eval_batches(arrays, min(eval_batch_size, pipeline.num_examples(arrays)))
+      _PLACED[key] = (problem, jax.device_put(blocks))
   return _PLACED[key][1]
 
 
@@ -153,92 +120,118 @@ def _compiled(key: Any, build: Any) -> tuple[Any, float, bool]:
   return _PROGRAMS[key], time.perf_counter() - start, False
 
 
-def _init_program(problem: Problem) -> tuple[tuple[Any, Any], float]:
+def _steps(workload: Workload, problem: Problem, tx: Any = None) -> tuple[Any, Any]:
+  """The workload's train step (with ``tx``) and eval step: ``jdl train``'s, with the same options."""
+  from jdl.train import step as step_lib  # pylint: disable=g-import-not-at-top
+
+  common = {"apply_fn": problem.model.apply, "loss_fn": problem.loss_fn, "input_key": problem.input_key,
+            "example_metrics": problem.example_metrics, "precision": workload.precision}
+  train = step_lib.make_train_step(**common, tx=tx) if tx is not None else None
+  return train, step_lib.make_eval_step(**common, metrics=workload.streamed)
+
+
+def _init_program(workload: Workload, problem: Problem) -> tuple[tuple[Any, Any], float]:
   """``(seed -> TrainState, its output's shapes)``: the state without optimizer state.
 
-  One program per problem, shared by every optimizer.
-
-  ``create_train_state`` with ``optax.identity()``: the parameters, model
-  state and rng of seed ``s`` are those any jdl run with seed ``s`` starts from.
+  One program per problem and precision, shared by every optimizer:
+  ``create_train_state`` with ``optax.identity()`` on the sample input ``jdl
+  train`` uses, so the parameters, model state and rng of seed ``s`` are those
+  any jdl run with seed ``s`` starts from (the optimizer state is added by
+  ``start``).
   """
   import optax  # pylint: disable=g-import-not-at-top
+  from jdl.train import precision as precision_lib  # pylint: disable=g-import-not-at-top
+  from jdl.train import step as step_lib  # pylint: disable=g-import-not-at-top
   from jdl.train.state import create_train_state  # pylint: disable=g-import-not-at-top
 
-  sample_input = np.asarray(problem.train[problem.input_key][:1])
+  key = problem.input_key
+  sample_input = step_lib.scale_images({key: np.asarray(problem.train[key][:1])}, key)[key]
+  scaled = precision_lib.get_policy(workload.precision).needs_loss_scaling
 
   def init(seed):
-    return create_train_state(problem.model, optax.identity(), sample_input, seed=seed)
+    state = create_train_state(problem.model, optax.identity(), sample_input, seed=seed)
+    return step_lib.with_loss_scale(state) if scaled else state
 
   seed = jax.ShapeDtypeStruct((), jnp.int32)
-  prog, seconds, _ = _compiled(("init", id(problem)),
+  prog, seconds, _ = _compiled(("init", id(problem), scaled),
                                lambda: (jax.jit(init).lower(seed).compile(), jax.eval_shape(init, seed)))
   return prog, seconds
 
 
-def _eval_program(problem: Problem, size: int, eval_batch_size: int, vmapped: bool) -> tuple[Any, float]:
-  """``(params, model_state, batch) -> sums`` (one per problem and program size, shared by every optimizer)."""
+def _lead(tree: Any, size: int, vmapped: bool) -> Any:
+  lead = (size,) if vmapped else ()
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(lead + x.shape, x.dtype), tree)
+
+
+def _eval_state(state: Any) -> Any:
+  """The state an evaluation needs: the optimizer's evaluation parameters, no optimizer state.
+
+  ``jdl.optim.eval_params`` is applied here, at the end of each chunk, so that
+  the evaluation program does not depend on the optimizer and one serves
+  every optimizer of a workload.
+  """
+  import jdl.optim  # pylint: disable=g-import-not-at-top
   from jdl.train.state import TrainState  # pylint: disable=g-import-not-at-top
-  from jdl.train.step import make_eval_step  # pylint: disable=g-import-not-at-top
 
-  eval_fn = make_eval_step(apply_fn=problem.model.apply, loss_fn=problem.loss_fn, input_key=problem.input_key,
-                           example_metrics=problem.example_metrics)
+  return TrainState(step=state.step, params=jdl.optim.eval_params(state.opt_state, state.params), opt_state=None,
+                    model_state=state.model_state, rng=state.rng)
 
-  def evaluate_one(params, model_state, batch):
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=None, model_state=model_state,
-                       rng=jnp.zeros((2,), jnp.uint32))
-    return eval_fn(state, batch)
+
+def _eval_program(workload: Workload, problem: Problem, size: int, vmapped: bool) -> tuple[Any, float]:
+  """``(eval_states, valid_blocks, test_blocks) -> (valid sums, test sums)``, shared by every optimizer."""
+  from jdl.train import programs  # pylint: disable=g-import-not-at-top
+
+  _, eval_step = _steps(workload, problem)
+  run = programs.eval_program(eval_step)
+
+  def evaluate_one(state, valid, test):
+    return run(state, valid), run(state, test)
 
   def build():
-    (_, one), _ = _init_program(problem)
-    lead = (size,) if vmapped else ()
-    params, model_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(lead + x.shape, x.dtype),
-                                       (one.params, one.model_state))
-    fn = jax.vmap(evaluate_one, in_axes=(0, 0, None)) if vmapped else evaluate_one
-    block = _placed(problem, "valid", eval_batch_size)[0]
-    return jax.jit(fn).lower(params, model_state, block).compile()
+    (_, one), _ = _init_program(workload, problem)
+    states = _lead(jax.eval_shape(_eval_state, one), size, vmapped)
+    fn = jax.vmap(evaluate_one, in_axes=(0, None, None)) if vmapped else evaluate_one
+    return jax.jit(fn).lower(states, _placed(problem, "valid", workload.eval_batch_size),
+                             _placed(problem, "test", workload.eval_batch_size)).compile()
 
-  prog, seconds, _ = _compiled(("eval", id(problem), size, eval_batch_size, vmapped), build)
+  prog, seconds, _ = _compiled(("eval", id(problem), workload.precision, workload.streamed, size,
+                                workload.eval_batch_size, vmapped), build)
   return prog, seconds
 
 
-def _train_programs(problem: Problem, opt: search.BenchOptimizer, plan: search.TracePlan, static: Mapping[str, Any],
-                    size: int, length: int, batch_size: int, vmapped: bool) -> tuple[Any, Any, float]:
-  """``start(base_states, hparams) -> states`` (adds the optimizer state) and
-  ``chunk(states, hparams, data, indices) -> (states, metrics, (eval params, model state))``."""
-  import jdl.optim  # pylint: disable=g-import-not-at-top
-  from jdl.train.step import make_train_step  # pylint: disable=g-import-not-at-top
+def _train_programs(workload: Workload, problem: Problem, opt: search.BenchOptimizer, plan: search.TracePlan,
+                    static: Mapping[str, Any], size: int, vmapped: bool) -> tuple[Any, Any, float]:
+  """``start(base_states, hparams) -> (states, eval_states)`` (adds the optimizer state) and
+  ``chunk(states, hparams, data, idx) -> (states, metrics, eval_states)``."""
+  from jdl.train import programs  # pylint: disable=g-import-not-at-top
 
-  model = problem.model
+  length = workload.eval_every
 
   def tx_of(hp):
     return search.make_tx(opt, plan, static, hp)
 
   def start_one(base, hp):
-    return base.replace(opt_state=tx_of(hp).init(base.params))
+    state = base.replace(opt_state=tx_of(hp).init(base.params))
+    return state, _eval_state(state)
 
   def chunk_one(state, hp, data, idx_LxB):
-    step = make_train_step(apply_fn=model.apply, loss_fn=problem.loss_fn, tx=tx_of(hp),
-                           input_key=problem.input_key, example_metrics=problem.example_metrics)
-
-    def body(state, idx_B):
-      return step(state, {k: jnp.take(v, idx_B, axis=0) for k, v in data.items()})
-
-    state, metrics = jax.lax.scan(body, state, idx_LxB)
-    return state, metrics, (jdl.optim.eval_params(state.opt_state, state.params), state.model_state)
+    train_step, _ = _steps(workload, problem, tx_of(hp))
+    state, metrics = programs.chunk_program(train_step, length)(state, data, idx_LxB, jnp.int32(0))
+    return state, metrics, _eval_state(state)
 
   static_key = tuple(sorted((k, repr(v)) for k, v in static.items()))
-  key = ("train", id(problem), opt.name, id(opt.factory), plan, static_key, size, length, batch_size, vmapped)
+  key = ("train", id(problem), workload.precision, opt.name, id(opt.factory), plan, static_key, size, length,
+         workload.batch_size, vmapped)
 
   def build():
-    (_, one), _ = _init_program(problem)
-    lead = (size,) if vmapped else ()
-    base = jax.tree.map(lambda x: jax.ShapeDtypeStruct(lead + x.shape, x.dtype), one)
-    hp = {k: jax.ShapeDtypeStruct(lead, jnp.float32) for k in plan.traced_names()}
-    idx = jax.ShapeDtypeStruct(lead + (length, batch_size), jnp.int32)
+    (_, one), _ = _init_program(workload, problem)
+    base = _lead(one, size, vmapped)
+    hp = {k: jax.ShapeDtypeStruct((size,) if vmapped else (), jnp.float32) for k in plan.traced_names()}
+    idx = jax.ShapeDtypeStruct(((size,) if vmapped else ()) + (length, workload.batch_size), jnp.int32)
     start_fn = jax.vmap(start_one) if vmapped else start_one
     chunk_fn = jax.vmap(chunk_one, in_axes=(0, 0, None, 0)) if vmapped else chunk_one
     start_c = jax.jit(start_fn).lower(base, hp).compile()
-    states = jax.eval_shape(start_fn, base, hp)
+    states, _ = jax.eval_shape(start_fn, base, hp)
     chunk_c = jax.jit(chunk_fn, donate_argnums=0).lower(states, hp, _placed(problem, "train"), idx).compile()
     return start_c, chunk_c
 
@@ -256,9 +249,13 @@ def _finite_or_none(x: float) -> float | None:
   return x if math.isfinite(x) else None
 
 
-def _means(sums: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-  count = np.maximum(np.asarray(sums["count"], np.float64), 1.0)
-  return {k: np.asarray(v, np.float64) / count for k, v in sums.items() if k != "count"}
+def _per_run_means(sums: Mapping[str, Any], size: int, vmapped: bool) -> dict[str, np.ndarray]:
+  """``{metric: [runs]}``: each run's evaluation means (``programs.eval_means``) from (vmapped) sums."""
+  from jdl.train import programs  # pylint: disable=g-import-not-at-top
+
+  rows = [programs.eval_means(jax.tree.map(lambda x, r=r: np.asarray(x)[r] if vmapped else np.asarray(x), sums))
+          for r in range(size)]
+  return {k: np.asarray([row[k] for row in rows], np.float64) for k in rows[0]}
 
 
 def _group_static(opt: search.BenchOptimizer, plan: search.TracePlan, hp: Mapping[str, Any]) -> dict[str, Any]:
@@ -317,43 +314,39 @@ def train_runs(workload: Workload, problem: Problem, optimizer: search.BenchOpti
 def _train_program(workload: Workload, problem: Problem, opt: search.BenchOptimizer, plan: search.TracePlan,
                    static: Mapping[str, Any], runs: Sequence[RunSpec], size: int, vmapped: bool) -> list[RunResult]:
   """Trains up to ``size`` runs in one program (vmapped) or one run (not)."""
+  from jdl.data import pipeline  # pylint: disable=g-import-not-at-top
+  from jdl.train import programs  # pylint: disable=g-import-not-at-top
+
   real = len(runs)
   padded = list(runs) + [runs[-1]] * (size - real) if vmapped else list(runs)
   length, bs = workload.eval_every, workload.batch_size
   names = plan.traced_names()
-  seeds = np.asarray([r.seed for r in padded], np.int32)
+  seeds = [int(r.seed) for r in padded]
   hp = {k: np.asarray([float(r.hparams[k]) for r in padded], np.float32) for k in names}
-  start_c, chunk_c, compile_seconds = _train_programs(problem, opt, plan, static, size, length, bs, vmapped)
-  (init_c, _), init_seconds = _init_program(problem)
-  eval_c, eval_compile_seconds = _eval_program(problem, size, workload.eval_batch_size, vmapped)
+  start_c, chunk_c, compile_seconds = _train_programs(workload, problem, opt, plan, static, size, vmapped)
+  (init_c, _), init_seconds = _init_program(workload, problem)
+  eval_c, eval_compile_seconds = _eval_program(workload, problem, size, vmapped)
   compile_seconds += init_seconds + eval_compile_seconds
   data = _placed(problem, "train")
   valid = _placed(problem, "valid", workload.eval_batch_size)
   test = _placed(problem, "test", workload.eval_batch_size)
-  n = next(iter(problem.train.values())).shape[0]
+  n = pipeline.num_examples(problem.train)
 
   # Initial states: seed by seed (one small program per problem), stacked on the host.
   bases = jax.device_get([init_c(np.int32(s)) for s in seeds])
   if vmapped:
     base = jax.tree.map(lambda *xs: np.stack(xs), *bases)
   else:
-    base, seeds, hp = bases[0], seeds[0], {k: v[0] for k, v in hp.items()}
-  states = start_c(base, hp)
-  lead = (lambda x: np.asarray(x)) if vmapped else (lambda x: np.asarray(x)[None])
+    base, hp = bases[0], {k: v[0] for k, v in hp.items()}
+  states, eval_states = start_c(base, hp)
+  per_run = (lambda x: np.asarray(x)) if vmapped else (lambda x: np.asarray(x)[None])
 
-  def sums(params, model_state, blocks):
-    total = None
-    for block in blocks:
-      part = eval_c(params, model_state, block)
-      total = part if total is None else jax.tree.map(jnp.add, total, part)
-    return total
-
-  def evaluate(params, model_state):
-    sums_v, sums_t = jax.device_get((sums(params, model_state, valid), sums(params, model_state, test)))
-    return ({k: lead(v) for k, v in _means(sums_v).items()}, {k: lead(v) for k, v in _means(sums_t).items()})
+  def evaluate(eval_states):
+    sums_v, sums_t = jax.device_get(eval_c(eval_states, valid, test))
+    return _per_run_means(sums_v, size, vmapped), _per_run_means(sums_t, size, vmapped)
 
   t0 = time.perf_counter()
-  ev_valid, ev_test = evaluate(states.params, states.model_state)
+  ev_valid, ev_test = evaluate(eval_states)
   eval_seconds = time.perf_counter() - t0
   metric_names = [k for k in ev_valid if not (workload.surface is not None and k in ("u", "v"))]
   curves: dict[str, list[list[Any]]] = {"step": [], "seconds": [], "train_loss": []}
@@ -362,10 +355,10 @@ def _train_program(workload: Workload, problem: Problem, opt: search.BenchOptimi
   traj: dict[str, list[list[float]]] = {"u": [], "v": []}
   diverged_at: list[int | None] = [None] * size
 
-  def record(step: int, seconds: float, train_loss: np.ndarray | None) -> None:
+  def record(step: int, seconds: float, train_loss: list[float] | None) -> None:
     curves["step"].append([step] * size)
     curves["seconds"].append([seconds] * size)
-    curves["train_loss"].append([None] * size if train_loss is None else list(train_loss))
+    curves["train_loss"].append([None] * size if train_loss is None else train_loss)
     for k in metric_names:
       curves[f"valid_{k}"].append(list(ev_valid[k]))
       curves[f"test_{k}"].append(list(ev_test[k]))
@@ -377,25 +370,25 @@ def _train_program(workload: Workload, problem: Problem, opt: search.BenchOptimi
   train_seconds = 0.0
   for c in range(workload.steps // length):
     start = c * length
-    idx = np.stack([batch_indices(int(s), start, length, bs, n) for s in np.atleast_1d(seeds)])
+    idx = np.stack([pipeline.batch_indices(s, start, length, bs, n) for s in seeds])
     idx_dev = jax.block_until_ready(jax.device_put(idx if vmapped else idx[0]))
     t0 = time.perf_counter()
-    states, metrics, (eval_params, model_state) = chunk_c(states, hp, data, idx_dev)
-    jax.block_until_ready((states, eval_params))
+    states, metrics, eval_states = chunk_c(states, hp, data, idx_dev)
+    jax.block_until_ready((states, eval_states))
     train_seconds += time.perf_counter() - t0
-    metrics = {k: lead(v) for k, v in jax.device_get(metrics).items()}
-    loss_RxL = np.asarray(metrics["loss"], np.float64)
+    metrics = {k: per_run(v) for k, v in jax.device_get(metrics).items()}
     for r in range(size):
-      bad = np.flatnonzero(~np.isfinite(loss_RxL[r]))
-      if diverged_at[r] is None and bad.size:
-        diverged_at[r] = start + int(bad[0]) + 1
+      bad = programs.first_nonfinite(metrics["loss"][r])
+      if diverged_at[r] is None and bad is not None:
+        diverged_at[r] = start + bad + 1
     if workload.surface is not None:
       traj["u"].append(np.asarray(metrics["u"], np.float64))
       traj["v"].append(np.asarray(metrics["v"], np.float64))
     t0 = time.perf_counter()
-    ev_valid, ev_test = evaluate(eval_params, model_state)
+    ev_valid, ev_test = evaluate(eval_states)
     eval_seconds += time.perf_counter() - t0
-    record(start + length, train_seconds / real, np.mean(loss_RxL, axis=1))
+    record(start + length, train_seconds / real,
+           [programs.train_means([{"loss": metrics["loss"][r]}])["loss"] for r in range(size)])
     if all(d is not None for d in diverged_at[:real]):
       break
 

@@ -22,7 +22,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: the data order and programs of jdl train (one engine)
 RESULTS_FILE = "results.jsonl"
 ERRORS_FILE = "errors.jsonl"
 

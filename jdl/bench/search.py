@@ -15,8 +15,8 @@ Which hyperparameters can be *traced* (passed as arrays, so trials that differ
 only in them share one compiled program, vmapped) is found by trying:
 ``trace_plan`` builds the optimizer under ``jax.eval_shape`` with array
 hyperparameters and falls back to Python constants where the factory needs
-them (jdl.optim's factories check their arguments as Python numbers, so only
-their learning rate traces, as a constant schedule).
+them (a factory with Python control flow on a value). jdl.optim's factories
+check concrete values only, so every numeric hyperparameter of theirs traces.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ Factory = Callable[..., optax.GradientTransformation]
 SearchSpace = dict[str, dict[str, Any]]
 
 SEARCH_METHODS = ("grid", "quasirandom")
-_DISTRIBUTIONS = ("log_uniform", "uniform", "one_minus_log_uniform", "choice")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,29 +64,10 @@ class BenchOptimizer:
 
 
 def check_search_space(where: str, space: Any) -> None:
-  """Raises ValueError/TypeError unless ``space`` is a valid search space with a learning rate."""
-  if not isinstance(space, Mapping):
-    raise TypeError(f"{where}: search_space must be a dict, got {type(space).__name__} {space!r}")
-  if "learning_rate" not in space:
-    raise ValueError(f"{where}: search_space must include 'learning_rate', got keys {sorted(space)}")
-  for arg, dim in space.items():
-    kind = dim.get("distribution") if isinstance(dim, Mapping) else None
-    if kind not in _DISTRIBUTIONS:
-      raise ValueError(f"{where}: search_space[{arg!r}] must be a dict with 'distribution' in {_DISTRIBUTIONS}, "
-                       f"got {dim!r}")
-    if kind == "choice":
-      if not dim.get("values"):
-        raise ValueError(f"{where}: search_space[{arg!r}] needs a non-empty 'values' list, got {dim!r}")
-      continue
-    low, high = dim.get("low"), dim.get("high")
-    if not (isinstance(low, (int, float)) and isinstance(high, (int, float)) and low < high):
-      raise ValueError(f"{where}: search_space[{arg!r}] needs numbers low < high, got {dim!r}")
-    if kind == "log_uniform" and low <= 0:
-      raise ValueError(f"{where}: search_space[{arg!r}] is log_uniform and needs low > 0, got {dim!r}")
-    if kind == "one_minus_log_uniform" and not 0 <= low < high < 1:
-      raise ValueError(f"{where}: search_space[{arg!r}] needs 0 <= low < high < 1, got {dim!r}")
-  if space["learning_rate"]["distribution"] != "log_uniform":
-    raise ValueError(f"{where}: the learning rate's dimension must be log_uniform, got {space['learning_rate']!r}")
+  """Raises ValueError/TypeError unless ``space`` is a valid search space (``jdl.optim.check_search_space``)."""
+  import jdl.optim  # pylint: disable=g-import-not-at-top
+
+  jdl.optim.check_search_space(where, space)
 
 
 _OPTIMIZERS: dict[str, BenchOptimizer] = {}

@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jdl.train import step as step_lib
+
 Arrays = dict[str, np.ndarray]
 LossFn = Callable[[Any, Mapping[str, jax.Array]], jax.Array]
 MetricsFn = Callable[[Any, Mapping[str, jax.Array]], dict[str, jax.Array]]
@@ -97,6 +99,11 @@ class Workload:
       convolutional models: vmap turns per-run kernels into a grouped
       convolution, which XLA's CPU backend runs several times slower than
       one convolution per run (suites ignore it on GPU/TPU).
+    precision: the compute dtype policy (``jdl.train.precision``), as
+      ``config.precision`` of ``jdl train``.
+    streamed: ``jdl.metrics`` specs (``"f1:macro"``, ``"auroc"``) streamed
+      over the validation and test sets like ``config.metrics``; their keys
+      can be the workload's ``metric``.
   """
 
   name: str
@@ -112,9 +119,17 @@ class Workload:
   description: str = ""
   surface: Surface | None = None
   vmap_runs: bool = True
+  precision: str = "float32"
+  streamed: tuple[str, ...] = ()
 
   def __post_init__(self) -> None:
     where = f"workload {self.name!r}"
+    from jdl import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
+    from jdl.train import precision as precision_lib  # pylint: disable=g-import-not-at-top
+
+    precision_lib.get_policy(self.precision)  # raises on an unknown name
+    object.__setattr__(self, "streamed", tuple(self.streamed))
+    metrics_lib.parse_specs(self.streamed)
     if not isinstance(self.name, str) or not self.name:
       raise TypeError(f"workload name: expected a non-empty string, got {self.name!r}")
     if not callable(self.build):
@@ -133,9 +148,14 @@ class Workload:
 
   def spec(self) -> dict[str, Any]:
     """The JSON-able identity of the workload (part of every run id)."""
-    return {"name": self.name, "metric": self.metric, "mode": self.mode, "target": self.target,
+    spec = {"name": self.name, "metric": self.metric, "mode": self.mode, "target": self.target,
             "steps": self.steps, "eval_every": self.eval_every, "batch_size": self.batch_size,
             "config": _jsonable(dict(self.config))}
+    if self.precision != "float32":
+      spec["precision"] = self.precision
+    if self.streamed:
+      spec["streamed"] = list(self.streamed)
+    return spec
 
   def with_budget(self, **changes: Any) -> Workload:
     """A copy with some of ``steps``, ``eval_every``, ``batch_size``, ``target`` changed."""
@@ -225,31 +245,6 @@ def build(workload: Workload) -> Problem:
 
 
 # --------------------------------------------------------------------------- #
-# Metrics.
-# --------------------------------------------------------------------------- #
-
-
-def accuracy(outputs: jax.Array, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-  """Top-1 correctness per example (integer labels, logits over classes)."""
-  return {"accuracy": (jnp.argmax(outputs, axis=-1) == batch["label"]).astype(jnp.float32)}
-
-
-def binary_accuracy(outputs: jax.Array, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-  """Correctness of ``logit > 0`` against 0/1 labels, per example."""
-  logit_B = outputs.reshape(outputs.shape[0])
-  return {"accuracy": ((logit_B > 0).astype(jnp.int32) == batch["label"]).astype(jnp.float32)}
-
-
-def no_metrics(outputs: Any, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-  """No metric beyond the loss."""
-  del outputs, batch
-  return {}
-
-
-_METRICS: dict[str, MetricsFn] = {"accuracy": accuracy, "binary_accuracy": binary_accuracy, "none": no_metrics}
-
-
-# --------------------------------------------------------------------------- #
 # Workloads on jdl datasets and models.
 # --------------------------------------------------------------------------- #
 
@@ -265,7 +260,7 @@ def _build_dataset_problem(dataset: str, model: str, model_options: Mapping[str,
   return Problem(
       model=jdl.models.create(model, num_classes=outputs, **dict(model_options)),
       loss_fn=jdl.losses.get(loss, **dict(loss_options)),
-      example_metrics=_METRICS[metrics],
+      example_metrics=step_lib.EXAMPLE_METRICS[metrics],
       input_key=info.input_key,
       train=data.load(dataset, TRAIN_SPLIT),
       valid=data.load(dataset, VALID_SPLIT),
@@ -292,6 +287,8 @@ def dataset_workload(
     eval_batch_size: int = 1000,
     description: str = "",
     vmap_runs: bool = True,
+    precision: str = "float32",
+    streamed: tuple[str, ...] = (),
 ) -> Workload:
   """A workload on a ``jdl.data`` dataset and a ``jdl.models`` model.
 
@@ -312,13 +309,14 @@ def dataset_workload(
     metric, mode, target: the validation metric, its direction and target.
     steps, eval_every, batch_size, eval_batch_size: the budget.
     description: one line for reports.
-    vmap_runs: see ``Workload``.
+    vmap_runs, precision, streamed: see ``Workload``.
 
   Returns:
     the ``Workload`` (not registered; see ``register_workload``).
   """
-  if metrics not in _METRICS:
-    raise ValueError(f"dataset_workload {name!r}: metrics must be one of {sorted(_METRICS)}, got {metrics!r}")
+  if metrics not in step_lib.EXAMPLE_METRICS:
+    raise ValueError(f"dataset_workload {name!r}: metrics must be one of {sorted(step_lib.EXAMPLE_METRICS)}, "
+                     f"got {metrics!r}")
   options = dict(model_options or {})
   loss_opts = dict(loss_options or {})
   config = {"dataset": dataset, "model": model, "model_options": options, "loss": loss, "loss_options": loss_opts,
@@ -327,7 +325,8 @@ def dataset_workload(
                                metrics, num_outputs)
   return Workload(name=name, build=build_fn, metric=metric, mode=mode, target=target, steps=steps,
                   eval_every=eval_every, batch_size=batch_size, eval_batch_size=eval_batch_size, config=config,
-                  description=description or f"{model} on {dataset}", vmap_runs=vmap_runs)
+                  description=description or f"{model} on {dataset}", vmap_runs=vmap_runs, precision=precision,
+                  streamed=tuple(streamed))
 
 
 class _Frozen(dict):
@@ -486,7 +485,7 @@ def _build_quadratic(dim: int, n: int, noise: float) -> Problem:
   return Problem(
       model=NoisyQuadratic(hessian=hessian),
       loss_fn=_identity_loss,
-      example_metrics=no_metrics,
+      example_metrics=step_lib.no_metrics,
       input_key="inputs",
       train={"inputs": _noise(42, n, noise, dim)},
       valid={"inputs": _noise(44, n, noise, dim)},

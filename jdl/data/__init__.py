@@ -33,4 +33,3 @@ __all__ = [
     "write_idx",
 ]
 
-# pipeline exports are added by the lead

@@ -16,6 +16,7 @@ batch is padded and carries a ``mask`` of real examples.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 
 import jax
@@ -49,13 +50,49 @@ def fits_on_device(arrays: Arrays, limit_bytes: int = DEFAULT_DEVICE_BYTES_LIMIT
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> jax.Array:
-  """The shuffling order of epoch ``epoch``: a function of ``(seed, epoch)`` only.
+  """The shuffling order of epoch ``epoch`` (counting from 1): a function of ``(seed, epoch)`` only.
 
   Resuming a run at epoch ``k`` therefore visits the same batches as the
   uninterrupted run.
   """
+  return _permutation(jnp.int32(seed), jnp.int32(epoch), n)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _permutation(seed: jax.Array, epoch: jax.Array, n: int) -> jax.Array:
   key = jax.random.fold_in(jax.random.PRNGKey(seed), epoch)
   return jax.random.permutation(key, n).astype(jnp.int32)
+
+
+def epoch_batches(seed: int, epoch: int, n: int, batch_size: int) -> jax.Array:
+  """Epoch ``epoch``'s batches as example indices, ``(n // batch_size, batch_size)`` int32, on the device.
+
+  The epoch's permutation cut into full batches; its last partial batch is
+  dropped (those examples come round in other epochs' orders).
+  """
+  return _epoch_batches(jnp.int32(seed), jnp.int32(epoch), n, batch_size)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _epoch_batches(seed: jax.Array, epoch: jax.Array, n: int, batch_size: int) -> jax.Array:
+  steps = n // batch_size
+  return _permutation(seed, epoch, n)[:steps * batch_size].reshape(steps, batch_size)
+
+
+def batch_indices(seed: int, start: int, length: int, batch_size: int, n: int) -> np.ndarray:
+  """Example indices of training steps ``start .. start+length-1`` (counting from 0): ``(length, batch_size)``.
+
+  Step ``t`` is batch ``t mod S`` of epoch ``t div S + 1`` (``S = n //
+  batch_size``), the batches ``epoch_batches`` gives, so any chunking of the
+  steps, a resumed run and a run inside a benchmark sweep visit the same
+  batches.
+  """
+  check_batch_size(n, batch_size)
+  per_epoch = steps_per_epoch(n, batch_size)
+  first, last = start // per_epoch, (start + length - 1) // per_epoch
+  order = np.concatenate([np.asarray(epoch_batches(seed, e + 1, n, batch_size)) for e in range(first, last + 1)])
+  offset = start - first * per_epoch
+  return order[offset:offset + length]
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -91,11 +128,10 @@ def padded_eval_batches(arrays: Arrays, batch_size: int) -> dict[str, np.ndarray
   return out
 
 
-def host_batches(arrays: Arrays, perm: np.ndarray, batch_size: int, num_steps: int) -> Iterator[dict[str, np.ndarray]]:
-  """Yields ``num_steps`` training batches gathered on the host in ``perm`` order."""
-  for i in range(num_steps):
-    idx = perm[i * batch_size:(i + 1) * batch_size]
-    yield {k: np.asarray(v)[idx] for k, v in arrays.items()}
+def host_batches(arrays: Arrays, idx_SxB: np.ndarray) -> Iterator[dict[str, np.ndarray]]:
+  """Yields the training batches ``arrays[idx_SxB[i]]`` gathered on the host, in order."""
+  for idx_B in idx_SxB:
+    yield {k: np.asarray(v)[idx_B] for k, v in arrays.items()}
 
 
 def prefetch_to_device(batches: Iterator[Mapping[str, np.ndarray]], size: int = 2, sharding=None) -> Iterator[dict[str, jax.Array]]:

@@ -21,21 +21,43 @@ import numpy as np
 
 Transform = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 
+TASKS = ("classification", "regression", "multilabel")
 _TRANSFORMS: dict[str, Transform] = {}
+_TASKS: dict[str, str] = {}
 
 
-def register(name: str) -> Callable[[Transform], Transform]:
-  """Registers ``fn(arrays) -> arrays`` under ``name`` (re-registering replaces it)."""
+def register(name: str, *, task: str | None = None) -> Callable[[Transform], Transform]:
+  """Registers ``fn(arrays) -> arrays`` under ``name`` (re-registering replaces it).
+
+  Args:
+    name: the name ``config.data.transform`` takes.
+    task: what the transformed targets are, when not the dataset's own task
+      (``jdl.data.DatasetInfo.task``): ``"classification"`` (integer labels),
+      ``"regression"`` or ``"multilabel"`` (multi-hot rows). It decides the
+      metric logged at every training step.
+  """
   if not isinstance(name, str) or not name:
     raise TypeError(f"register: name must be a non-empty string, got {name!r}")
+  if task is not None and task not in TASKS:
+    raise ValueError(f"register({name!r}): task must be one of {', '.join(TASKS)} or None, got {task!r}")
 
   def decorator(fn: Transform) -> Transform:
     if not callable(fn):
       raise TypeError(f"register({name!r}): expected a function arrays -> arrays, got {fn!r}")
     _TRANSFORMS[name] = fn
+    if task is None:
+      _TASKS.pop(name, None)
+    else:
+      _TASKS[name] = task
     return fn
 
   return decorator
+
+
+def task(name: str) -> str | None:
+  """The task a registered transform declares (None: the dataset's own)."""
+  get(name)
+  return _TASKS.get(name)
 
 
 def list_transforms() -> list[str]:

@@ -137,15 +137,6 @@ def load_splits(config: ml_collections.ConfigDict) -> tuple[dict[str, dict[str, 
   return out, info
 
 
-def resolve_precision(config: ml_collections.ConfigDict) -> precision_lib.Policy:
-  """``config.precision`` as a ``Policy``; a bad name is a ValueError naming the field."""
-  try:
-    return precision_lib.get_policy(config.get("precision", "float32"))
-  except (TypeError, ValueError) as e:
-    raise ValueError(f"precision: expected 'float32', 'mixed_bfloat16' or 'mixed_float16', "
-                     f"got {config.get('precision')!r} ({e})") from None
-
-
 def build_loss(config: ml_collections.ConfigDict) -> jdl.losses.LossFn:
   """The loss the config names: ``loss`` (with ``loss_options``), or for a model with
   several outputs ``losses`` ``{output: name}`` weighted by ``loss_weights``
@@ -165,28 +156,55 @@ def build_loss(config: ml_collections.ConfigDict) -> jdl.losses.LossFn:
                               for head, name in heads.items()}, weights)
 
 
-def _binary_accuracy(outputs: jax.Array, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-  """Per-example correctness of one binary logit per example (class 1 when the logit is > 0)."""
-  logits_B = outputs.reshape(outputs.shape[0])
-  return {"accuracy": ((logits_B > 0) == (batch["label"] > 0)).astype(jnp.float32)}
+def resolve_task(config: ml_collections.ConfigDict, info: Any) -> str:
+  """What the run predicts: ``classification``, ``binary``, ``multilabel``, ``regression`` or ``multi_output``.
 
-
-def choose_example_metrics(outputs: Any, labels: np.ndarray | None) -> step.ExampleMetrics:
-  """The cheap per-step training metric for a model's outputs (shapes) and the labels.
-
-  Top-1 accuracy for ``[B, C]`` logits and integer labels, thresholded accuracy
-  for one binary logit (``[B]`` / ``[B, 1]``), nothing otherwise (regression,
-  multi-label targets, a dict of outputs): streamed metrics (``config.metrics``)
-  cover those at evaluation.
+  Read from the dataset (``DatasetInfo.task``), a ``data.transform`` that
+  declares its own task, a dict of losses (several outputs) and the configured
+  output width (one logit on a classification set is binary); never guessed
+  from traced shapes. It chooses the metric logged every step and which
+  metrics a checkpoint monitor can name.
   """
-  if labels is None or isinstance(outputs, Mapping) or labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-    return step.no_metrics
-  shape = tuple(outputs.shape)
-  if len(shape) == 2 and shape[1] > 1:
-    return step.accuracy
-  if len(shape) == 1 or (len(shape) == 2 and shape[1] == 1):
-    return _binary_accuracy
-  return step.no_metrics
+  if config.get("losses"):
+    return "multi_output"
+  transform = config.data.get("transform", "")
+  task = None
+  if transform:
+    from jdl.data import transforms  # pylint: disable=g-import-not-at-top
+
+    task = transforms.task(transform)
+  task = task or info.task
+  outputs = config.model.options.get("num_classes", info.num_classes)
+  if task == "classification" and outputs == 1:
+    return "binary"
+  return task
+
+
+def resolve_monitor(config_group: ml_collections.ConfigDict, logged: set[str], who: str) -> tuple[str | None, str]:
+  """The metric a checkpoint (or early stopping) monitors, and its mode, decided together.
+
+  The configured ``monitor`` is kept when the run logs it. The default,
+  ``eval_accuracy``, becomes ``eval_loss`` for a run without an accuracy
+  (regression, multi-label); its mode then follows the metric jdl chose
+  (``min`` for a loss) and an explicit ``mode`` that contradicts it is an
+  error. A monitor the run does not log is an error listing those it does.
+  """
+  monitor = config_group.monitor or None
+  mode = config_group.mode
+  if monitor is None:
+    return None, "max"
+  if monitor not in logged:
+    if monitor != "eval_accuracy":
+      raise ValueError(f"{who}.monitor: the run does not log {monitor!r}; it logs {', '.join(sorted(logged))}")
+    if "eval_loss" not in logged:  # no evaluation split: keep the latest checkpoints only
+      return None, "max"
+    chosen = "eval_loss"
+    if mode not in ("auto", "min"):
+      raise ValueError(f"{who}.mode: {mode!r} contradicts the monitor jdl chose: this run logs no accuracy, so "
+                       f"{who} monitors {chosen!r} (minimised); set {who}.mode='auto' or 'min', or name another "
+                       f"monitor among {', '.join(sorted(logged))}")
+    monitor = chosen
+  return monitor, callbacks_lib.resolve_mode(monitor, mode)
 
 
 def train_and_evaluate(
@@ -224,11 +242,8 @@ def train_and_evaluate(
   progress = _bool_option(config.progress, "progress")
   on_device = _bool_option(config.data.on_device, "data.on_device")
   micro_batches = config.get("micro_batches", 1)
-  if isinstance(micro_batches, bool) or not isinstance(micro_batches, int) or micro_batches < 1 or (
-      config.data.batch_size % micro_batches):
-    raise ValueError(f"micro_batches: expected a positive int that divides data.batch_size="
-                     f"{config.data.batch_size}, got {micro_batches!r}")
-  policy = resolve_precision(config)
+  step.check_micro_batches(micro_batches, config.data.batch_size)
+  policy = precision_lib.get_policy(config.get("precision", "float32"))
   run_plan = workdir_lib.plan(workdir, config, resume=resume, overwrite=overwrite)
   distributed.initialize(config)  # before anything touches a device
   primary = distributed.is_primary()
@@ -265,9 +280,13 @@ def train_and_evaluate(
         config.loss_scale.initial, growth_interval=config.loss_scale.growth_interval))
   # Placed before any restore: the checkpoint is read straight into this strategy's shardings.
   state = strategy.place_state(state)
-  outputs_shape = jax.eval_shape(lambda variables: model.apply(variables, sample, train=False),
-                                 {"params": state.params, **state.model_state})
-  example_metrics = choose_example_metrics(outputs_shape, train_data.get("label"))
+  task = resolve_task(config, info)
+  example_metrics = step.example_metrics_for(task)
+  names = ["loss", *(["accuracy"] if example_metrics is not step.no_metrics else [])]
+  logged = {f"train_{k}" for k in names}
+  if config.data.get("eval_split"):
+    logged |= {f"eval_{k}" for k in names} | {f"eval_{spec.key}" for spec in metric_specs}
+  checkpoint_monitor = resolve_monitor(config.checkpoint, logged, "checkpoint") if config.checkpoint.enabled else None
   precision = None if policy.compute_dtype == jnp.float32 else policy
   train_step = step.make_train_step(apply_fn=model.apply, loss_fn=loss_fn, tx=tx, input_key=input_key,
                                     example_metrics=example_metrics, axis_name=strategy.axis_name,
@@ -280,15 +299,14 @@ def train_and_evaluate(
     distributed.barrier("jdl_workdir_ready")
     result, early = _train(config, workdir, resume=run_plan.mode == workdir_lib.RESUME, primary=primary,
                            state=state, train_step=train_step, eval_step=eval_step, splits=splits,
-                           strategy=strategy, metric_specs=metric_specs,
-                           classification=example_metrics is not step.no_metrics, progress=progress,
+                           strategy=strategy, checkpoint_monitor=checkpoint_monitor, progress=progress,
                            on_device=on_device)
     return _finish(config, workdir, result, early, splits=splits, eval_step=eval_step, strategy=strategy,
                    primary=primary, data_seconds=data_seconds, wall_start=wall_start)
 
 
-def _train(config, workdir, *, resume, primary, state, train_step, eval_step, splits, strategy, metric_specs,
-           classification, progress, on_device):
+def _train(config, workdir, *, resume, primary, state, train_step, eval_step, splits, strategy, checkpoint_monitor,
+           progress, on_device):
   """Sets up the callbacks and checkpoints, restores a resumed run, writes config.json and trains."""
   callbacks: list[callbacks_lib.Callback] = []
   early = None
@@ -301,13 +319,7 @@ def _train(config, workdir, *, resume, primary, state, train_step, eval_step, sp
   if config.checkpoint.enabled:
     from jdl.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
 
-    monitor = config.checkpoint.monitor or None
-    logged = {"eval_loss", *(f"eval_{spec.key}" for spec in metric_specs)}
-    if classification:
-      logged.add("eval_accuracy")
-    if monitor and monitor not in logged and "accuracy" in monitor:
-      monitor = "eval_loss"
-    mode = callbacks_lib.resolve_mode(monitor or "", config.checkpoint.mode) if monitor else "max"
+    monitor, mode = checkpoint_monitor
     checkpointer = Checkpointer(workdir / workdir_lib.CHECKPOINTS, keep=config.checkpoint.keep, monitor=monitor,
                                 mode=mode)
     callbacks.append(callbacks_lib.ModelCheckpoint(checkpointer, others=[cb for cb in callbacks]))

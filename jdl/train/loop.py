@@ -18,7 +18,6 @@ processes (only process 0 shows progress).
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -28,9 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdl import metrics as metrics_lib
 from jdl.data import pipeline
-from jdl.train import parallel
+from jdl.train import parallel, programs
 from jdl.train.callbacks import Callback, Run
 from jdl.train.state import TrainState
 
@@ -67,11 +65,6 @@ def choose_chunks(steps: int, target: int) -> int:
   """The largest divisor of ``steps`` not above ``target``: equal chunks, one compile."""
   target = max(1, min(target, steps))
   return max(d for d in range(1, target + 1) if steps % d == 0)
-
-
-# The programs live with the strategies that compile them; kept here under their old names.
-_chunk_program = parallel.chunk_program
-_eval_program = parallel.eval_program
 
 
 class Evaluator:
@@ -119,19 +112,8 @@ class Evaluator:
     return self._compiled[signature](state, blocks)
 
   def __call__(self, state: TrainState, arrays: Mapping[str, np.ndarray], prefix: str = "") -> dict[str, float]:
-    """Means of the loss and metrics over every example of ``arrays``.
-
-    Metric states the step returns (``make_eval_step(metrics=...)``) are
-    computed on the host from the merged state of the whole dataset and
-    flattened by ``jdl.metrics.compute_all`` (they replace a per-example
-    metric of the same name).
-    """
-    sums = jax.device_get(self.sums(state, arrays))
-    states = sums.pop("metrics", {})
-    count = float(sums.pop("count"))
-    out = {f"{prefix}{k}": float(v) / max(count, 1.0) for k, v in sums.items()}
-    out.update({f"{prefix}{k}": v for k, v in metrics_lib.compute_all(states).items()})
-    return out
+    """Means of the loss and metrics over every example of ``arrays`` (``programs.eval_means``)."""
+    return programs.eval_means(jax.device_get(self.sums(state, arrays)), prefix)
 
 
 class _Progress:
@@ -170,16 +152,14 @@ class _Progress:
       print(f"epoch {logs['epoch']}/{self.epochs} {line}", file=sys.stderr, flush=True)
 
 
-def _mean_metrics(stacked: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:
-  keys = stacked[0].keys()
-  return {k: float(np.mean(np.concatenate([np.ravel(m[k]) for m in stacked]))) for k in keys}
-
-
-def _check_finite(metrics: Mapping[str, float], epoch: int, prefix: str = "train_") -> None:
-  for name, value in metrics.items():
-    if not math.isfinite(value):
-      raise FloatingPointError(f"training diverged: {prefix}{name} is {value} in epoch {epoch}; "
-                               "lower the learning rate or add gradient clipping")
+def _check_finite(loss_S: np.ndarray, epoch: int, steps: int) -> None:
+  """Raises ``FloatingPointError`` at the first non-finite training loss, naming its step."""
+  bad = programs.first_nonfinite(loss_S)
+  if bad is not None:
+    raise FloatingPointError(
+        f"training diverged: train_loss is {float(np.ravel(loss_S)[bad])} at step {(epoch - 1) * steps + bad + 1} "
+        f"(epoch {epoch}, batch {bad + 1} of {steps}); lower the learning rate or clip the gradients "
+        "(optimizer.clip_global_norm)")
 
 
 def _slow_in_scan(state: Any) -> bool:
@@ -283,11 +263,13 @@ def fit(
   compile_seconds = 0.0
   t0 = time.perf_counter()
   if on_device:
-    num_chunks = choose_chunks(steps, chunks_per_epoch)
+    # Chunks only let a progress bar move; without one an epoch is one call.
+    num_chunks = choose_chunks(steps, chunks_per_epoch) if progress_.mode == "bar" else 1
     chunk_len = steps // num_chunks
     data_dev = strategy.place_data(train_data)
-    perm0 = strategy.place_permutation(pipeline.epoch_permutation(seed, 0, n))
-    compiled = strategy.compile_chunk(train_step, run.state, data_dev, perm0, batch_size, chunk_len)
+    idx_shape = jax.ShapeDtypeStruct((steps, batch_size), jnp.int32)
+    compiled = strategy.compile_chunk(train_step, run.state, data_dev, strategy.place_indices(
+        jnp.zeros(idx_shape.shape, idx_shape.dtype)), chunk_len)
   else:
     compiled = strategy.compile_step(
         train_step, run.state, {k: jax.ShapeDtypeStruct((batch_size,) + np.shape(v)[1:], np.asarray(v).dtype)
@@ -303,7 +285,7 @@ def fit(
     run.epoch = epoch
     progress_.start(epoch)
     start = time.perf_counter()
-    perm = pipeline.epoch_permutation(seed, epoch, n)
+    idx_SxB = pipeline.epoch_batches(seed, epoch, n, batch_size)
     pending: list[tuple[int, Any]] = []  # (steps, device metrics) not yet read
     stacked: list[Mapping[str, np.ndarray]] = []
 
@@ -318,14 +300,14 @@ def fit(
                          done * batch_size / max(elapsed, 1e-9))
 
     if on_device:
-      perm = strategy.place_permutation(perm)
+      idx_SxB = strategy.place_indices(idx_SxB)
       for c in range(num_chunks):
-        run.state, metrics = compiled(run.state, data_dev, perm, strategy.index(c * chunk_len))
+        run.state, metrics = compiled(run.state, data_dev, idx_SxB, strategy.index(c * chunk_len))
         pending.append((chunk_len, metrics))
         drain(keep=1)  # read chunk c-1 while chunk c runs
     else:
       group: list[dict[str, jax.Array]] = []
-      for i, batch in enumerate(strategy.batches(train_data, np.asarray(perm), batch_size, steps)):
+      for i, batch in enumerate(strategy.batches(train_data, np.asarray(idx_SxB))):
         run.state, metrics = compiled(run.state, batch)
         group.append(metrics)
         if len(group) == max(1, steps // chunks_per_epoch) or i == steps - 1:
@@ -337,8 +319,8 @@ def fit(
     train_seconds += epoch_seconds
 
     logs: dict[str, Any] = {"epoch": epoch, "step": epoch * steps}
-    train_means = _mean_metrics(stacked)
-    _check_finite(train_means, epoch)
+    _check_finite(np.concatenate([np.ravel(m["loss"]) for m in stacked]), epoch, steps)
+    train_means = programs.train_means(stacked)
     logs.update({f"train_{k}": v for k, v in train_means.items()})
     if evaluator is not None:
       logs.update(evaluator(run.state, eval_data, prefix="eval_"))

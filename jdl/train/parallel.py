@@ -50,8 +50,8 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jdl import metrics as metrics_lib
 from jdl.data import pipeline
+from jdl.train.programs import chunk_program, eval_program
 
 DATA_AXIS = "data"
 MODEL_AXIS = "model"
@@ -62,57 +62,19 @@ DEFAULT_MIN_KERNEL_SIZE = 2**14
 StepFn = Callable[..., Any]
 
 
-# --------------------------------------------------------------------------- #
-# Programs: the pure step wrapped into an epoch chunk and an evaluation pass.
-# --------------------------------------------------------------------------- #
-
-def chunk_program(step_fn: StepFn, batch_size: int, length: int,
-                  indices: Callable[[jax.Array, jax.Array], jax.Array] | None = None):
-  """``(state, data, perm, start) -> (state, metrics[length])``: ``length`` steps from batch ``start``.
-
-  ``indices(perm, first)`` returns the examples of the batch starting at
-  ``perm[first]`` that this program instance trains on: the whole batch by
-  default, one device's slice of it under ``pmap``.
-  """
-  if indices is None:
-    indices = lambda perm, first: jax.lax.dynamic_slice_in_dim(perm, first, batch_size)  # noqa: E731
-
-  def run_chunk(state, data, perm, start):
-    def body(state, i):
-      idx_B = indices(perm, (start + i) * batch_size)
-      batch = {k: jnp.take(v, idx_B, axis=0) for k, v in data.items()}
-      return step_fn(state, batch)
-
-    return jax.lax.scan(body, state, jnp.arange(length, dtype=jnp.int32))
-
-  return run_chunk
-
-
-def eval_program(eval_fn: StepFn):
-  """``(state, blocks) -> sums``: the eval step mapped over ``(num_batches, B, ...)`` blocks.
-
-  Per-batch sums are added; ``jdl.metrics`` states among them are merged
-  (``merge_stacked``: curve buffers concatenate, R² merges its moments).
-  """
-
-  def run_eval(state, blocks):
-    sums = jax.lax.map(lambda batch: eval_fn(state, batch), blocks)
-    return jax.tree.map(lambda s: s.merge_stacked() if isinstance(s, metrics_lib.Metric) else jnp.sum(s, axis=0),
-                        sums, is_leaf=lambda s: isinstance(s, metrics_lib.Metric))
-
-  return run_eval
-
-
 def _bind_axis(fn: StepFn, axis_name: str, what: str) -> StepFn:
-  """Binds ``axis_name`` into a step that accepts it (``make_train_step``'s do)."""
+  """The step with ``axis_name`` bound: ``make_train_step``/``make_eval_step``'s steps, or a
+  function taking an ``axis_name`` keyword."""
+  if callable(getattr(fn, "replace", None)) and hasattr(fn, "config"):
+    return fn.replace(axis_name=axis_name)
   try:
     params = inspect.signature(fn).parameters
   except (TypeError, ValueError):
     params = {}
   if "axis_name" not in params:
     raise TypeError(f"{what}: the pmap strategy runs one copy of the step per device and needs the step to "
-                    f"average across devices itself; expected a step accepting an axis_name keyword (as "
-                    f"jdl.train.make_train_step / make_eval_step build), got {fn!r}")
+                    f"average across devices itself; expected a step built by jdl.train.make_train_step / "
+                    f"make_eval_step, or a function accepting an axis_name keyword, got {fn!r}")
   return functools.partial(fn, axis_name=axis_name)
 
 
@@ -207,24 +169,24 @@ class Strategy:
     """``(num_batches, B, ...)`` evaluation blocks."""
     return jax.device_put(dict(blocks))
 
-  def place_permutation(self, perm: jax.Array) -> jax.Array:
-    return perm
+  def place_indices(self, idx_SxB: jax.Array) -> jax.Array:
+    """The batch indices of an epoch (``(steps, B)``), where the chunk program reads them."""
+    return idx_SxB
 
   def index(self, value: int) -> Any:
     """A scalar program argument (the first step of a chunk)."""
     return jnp.int32(value)
 
-  def batches(self, arrays: Mapping[str, np.ndarray], perm: np.ndarray, batch_size: int,
-              steps: int) -> Iterator[dict[str, jax.Array]]:
+  def batches(self, arrays: Mapping[str, np.ndarray], idx_SxB: np.ndarray) -> Iterator[dict[str, jax.Array]]:
     """Streaming: the epoch's batches, transferred two steps ahead of their use."""
-    return pipeline.prefetch_to_device(pipeline.host_batches(arrays, perm, batch_size, steps))
+    return pipeline.prefetch_to_device(pipeline.host_batches(arrays, idx_SxB))
 
   # Compilation --------------------------------------------------------------
 
-  def compile_chunk(self, train_step: StepFn, state: Any, data: Any, perm: Any, batch_size: int, length: int):
+  def compile_chunk(self, train_step: StepFn, state: Any, data: Any, idx_SxB: Any, length: int):
     """Compiles ``length`` train steps over device-resident data, the state donated."""
-    program = chunk_program(train_step, batch_size, length)
-    return jax.jit(program, donate_argnums=0).lower(state, data, perm, self.index(0)).compile()
+    program = chunk_program(train_step, length)
+    return jax.jit(program, donate_argnums=0).lower(state, data, idx_SxB, self.index(0)).compile()
 
   def compile_step(self, train_step: StepFn, state: Any, batch: Any):
     """Compiles one train step on a streamed batch (``batch``: arrays or ``ShapeDtypeStruct``s)."""
@@ -301,19 +263,19 @@ class MeshStrategy(Strategy):
   def place_eval_blocks(self, blocks: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
     return {k: _put(v, self.blocks_sharding) for k, v in blocks.items()}
 
-  def place_permutation(self, perm: jax.Array) -> jax.Array:
-    return _put(np.asarray(perm), self.replicated)
+  def place_indices(self, idx_SxB: jax.Array) -> jax.Array:
+    return _put(idx_SxB, self.replicated)
 
   def index(self, value: int) -> Any:
     if value not in self._indices:  # a handful per run (the chunk starts); placed once each
       self._indices[value] = _put(np.int32(value), self.replicated)
     return self._indices[value]
 
-  def batches(self, arrays: Mapping[str, np.ndarray], perm: np.ndarray, batch_size: int,
-              steps: int) -> Iterator[dict[str, jax.Array]]:
+  def batches(self, arrays: Mapping[str, np.ndarray], idx_SxB: np.ndarray) -> Iterator[dict[str, jax.Array]]:
+    batch_size = idx_SxB.shape[1]
+
     def placed() -> Iterator[dict[str, jax.Array]]:
-      for i in range(steps):
-        idx_B = perm[i * batch_size:(i + 1) * batch_size]
+      for idx_B in idx_SxB:
         if self.batch_sharding.is_fully_addressable:
           yield jax.device_put({k: np.asarray(v)[idx_B] for k, v in arrays.items()}, self.batch_sharding)
         else:  # each process reads only the rows of its own devices
@@ -328,20 +290,14 @@ class MeshStrategy(Strategy):
         yield queue.pop(0)
     yield from queue
 
-  def _batch_indices(self, batch_size: int):
-    def indices(perm, first):
-      idx_B = jax.lax.dynamic_slice_in_dim(perm, first, batch_size)
-      return jax.lax.with_sharding_constraint(idx_B, self.batch_sharding)
-
-    return indices
-
-  def compile_chunk(self, train_step: StepFn, state: Any, data: Any, perm: Any, batch_size: int, length: int):
+  def compile_chunk(self, train_step: StepFn, state: Any, data: Any, idx_SxB: Any, length: int):
     state_sh = self.state_shardings(state)
     data_sh = jax.tree.map(lambda _: self.replicated, data)
-    program = chunk_program(train_step, batch_size, length, self._batch_indices(batch_size))
+    program = chunk_program(train_step, length,
+                            lambda idx_B: jax.lax.with_sharding_constraint(idx_B, self.batch_sharding))
     jitted = jax.jit(program, in_shardings=(state_sh, data_sh, self.replicated, self.replicated),
                      out_shardings=(state_sh, self.replicated), donate_argnums=0)
-    return jitted.lower(state, data, perm, self.index(0)).compile()
+    return jitted.lower(state, data, idx_SxB, self.index(0)).compile()
 
   def compile_step(self, train_step: StepFn, state: Any, batch: Any):
     state_sh = self.state_shardings(state)
@@ -430,19 +386,19 @@ class PmapStrategy(MeshStrategy):
   def _per_device(self, fn, in_specs, out_specs):
     return jax.shard_map(fn, mesh=self.mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
 
-  def compile_chunk(self, train_step: StepFn, state: Any, data: Any, perm: Any, batch_size: int, length: int):
-    local = batch_size // self.data_parallel_size
+  def compile_chunk(self, train_step: StepFn, state: Any, data: Any, idx_SxB: Any, length: int):
+    local = idx_SxB.shape[1] // self.data_parallel_size
 
-    def indices(perm, first):
-      return jax.lax.dynamic_slice_in_dim(perm, first + jax.lax.axis_index(DATA_AXIS) * local, local)
+    def indices(idx_B):
+      return jax.lax.dynamic_slice_in_dim(idx_B, jax.lax.axis_index(DATA_AXIS) * local, local)
 
-    program = self._per_device(chunk_program(train_step, batch_size, length, indices),
+    program = self._per_device(chunk_program(train_step, length, indices),
                                in_specs=(P(), P(), P(), P()), out_specs=(P(), P()))
     state_sh = self.state_shardings(state)
     data_sh = jax.tree.map(lambda _: self.replicated, data)
     jitted = jax.jit(program, in_shardings=(state_sh, data_sh, self.replicated, self.replicated),
                      out_shardings=(state_sh, self.replicated), donate_argnums=0)
-    return jitted.lower(state, data, perm, self.index(0)).compile()
+    return jitted.lower(state, data, idx_SxB, self.index(0)).compile()
 
   def compile_step(self, train_step: StepFn, state: Any, batch: Any):
     program = self._per_device(train_step, in_specs=(P(), P(DATA_AXIS)), out_specs=(P(), P()))

@@ -140,8 +140,23 @@ class Policy:
 
 
 def get_policy(policy: str | Policy) -> Policy:
-  """Returns ``policy`` if it is a ``Policy``, else ``Policy.from_string(policy)``."""
-  return policy if isinstance(policy, Policy) else Policy.from_string(policy)
+  """Returns ``policy`` if it is a ``Policy``, else ``Policy.from_string(policy)``.
+
+  The one check of a ``precision`` argument (configs, steps, workloads):
+
+  Raises:
+    TypeError: neither a ``Policy`` nor a string.
+    ValueError: an unknown name, with the known ones.
+  """
+  if isinstance(policy, Policy):
+    return policy
+  if not isinstance(policy, str):
+    raise TypeError(f"precision: expected a Policy or a policy name such as 'mixed_bfloat16', got {policy!r}")
+  try:
+    return Policy.from_string(policy)
+  except ValueError as e:
+    raise ValueError(f"precision: expected 'float32', 'mixed_bfloat16' or 'mixed_float16', got {policy!r} "
+                     f"({e})") from None
 
 
 def all_finite(tree: Any) -> jax.Array:
