@@ -41,18 +41,24 @@ def _digits_config(epochs, optimizer="momentum", learning_rate=0.1, **optimizer_
 @pytest.mark.parametrize("vmap", [False, True])
 def test_the_benchmark_and_jdl_train_give_the_same_curve(tmp_path, vmap):
   epochs = 3
-  summary = experiment.train_and_evaluate(_digits_config(epochs, momentum=0.8), tmp_path / "run")
+  config = _digits_config(epochs, momentum=0.8)
+  config.metrics = ("f1:macro",)
+  summary = experiment.train_and_evaluate(config, tmp_path / "run")
   steps_per_epoch = summary["history"][0]["step"]
-  # The same workload as a benchmark run: one evaluation per epoch, the same seed and hyperparameters.
-  wl = workloads.get_workload("digits_logreg").with_budget(steps=epochs * steps_per_epoch,
-                                                           eval_every=steps_per_epoch)
+  # The same workload as a benchmark run: one evaluation per epoch, the same seed and hyperparameters,
+  # the same streamed metric.
+  registered = workloads.get_workload("digits_logreg")
+  wl = workloads.dataset_workload("digits_logreg_f1", dataset="digits", model="logreg", streamed=("f1:macro",),
+                                  metric="f1_macro", target=registered.target, steps=epochs * steps_per_epoch,
+                                  eval_every=steps_per_epoch, batch_size=registered.batch_size)
   problem = workloads.build(wl)
   spec = engine.RunSpec({"learning_rate": 0.1, "momentum": 0.8}, seed=0)
   other = engine.RunSpec({"learning_rate": 0.05, "momentum": 0.8}, seed=1)  # shares the vmapped program
   (bench, _) = engine.train_runs(wl, problem, "momentum", [spec, other], vmap=vmap)
   history = summary["history"]
   assert bench.curves["step"][1:] == [h["step"] for h in history]
-  pairs = {"train_loss": "train_loss", "valid_loss": "eval_loss", "valid_accuracy": "eval_accuracy"}
+  pairs = {"train_loss": "train_loss", "valid_loss": "eval_loss", "valid_accuracy": "eval_accuracy",
+           "valid_f1_macro": "eval_f1_macro"}
   for bench_key, train_key in pairs.items():
     ours, theirs = bench.curves[bench_key][1:], [h[train_key] for h in history]
     if vmap:  # a batched matrix product sums in another order

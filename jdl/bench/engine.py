@@ -253,9 +253,17 @@ def _per_run_means(sums: Mapping[str, Any], size: int, vmapped: bool) -> dict[st
   """``{metric: [runs]}``: each run's evaluation means (``programs.eval_means``) from (vmapped) sums."""
   from jdl.train import programs  # pylint: disable=g-import-not-at-top
 
-  rows = [programs.eval_means(jax.tree.map(lambda x, r=r: np.asarray(x)[r] if vmapped else np.asarray(x), sums))
-          for r in range(size)]
-  return {k: np.asarray([row[k] for row in rows], np.float64) for k in rows[0]}
+  sums = dict(sums)
+  states = sums.pop("metrics", None)
+  lead = (lambda x: np.asarray(x)) if vmapped else (lambda x: np.asarray(x)[None])
+  # programs.eval_means of the plain sums, for every run at once: sum / max(count, 1).
+  count = np.maximum(lead(sums.pop("count")).astype(np.float64), 1.0)
+  out = {k: lead(v).astype(np.float64) / count for k, v in sums.items()}
+  if states:
+    rows = [programs.eval_means({"count": 1.0, "metrics": jax.tree.map(lambda x, r=r: lead(x)[r], states)})
+            for r in range(size)]
+    out.update({k: np.asarray([row[k] for row in rows], np.float64) for k in rows[0]})
+  return out
 
 
 def _group_static(opt: search.BenchOptimizer, plan: search.TracePlan, hp: Mapping[str, Any]) -> dict[str, Any]:
@@ -368,9 +376,12 @@ def _train_program(workload: Workload, problem: Problem, opt: search.BenchOptimi
 
   record(0, 0.0, None)
   train_seconds = 0.0
+  # Every run's data order for its whole budget, computed once: (runs, steps, B).
+  orders = {s: pipeline.batch_indices(s, 0, workload.steps, bs, n) for s in set(seeds)}
+  order = np.stack([orders[s] for s in seeds])
   for c in range(workload.steps // length):
     start = c * length
-    idx = np.stack([pipeline.batch_indices(s, start, length, bs, n) for s in seeds])
+    idx = order[:, start:start + length]
     idx_dev = jax.block_until_ready(jax.device_put(idx if vmapped else idx[0]))
     t0 = time.perf_counter()
     states, metrics, eval_states = chunk_c(states, hp, data, idx_dev)

@@ -307,7 +307,7 @@ def fit(
         drain(keep=1)  # read chunk c-1 while chunk c runs
     else:
       group: list[dict[str, jax.Array]] = []
-      for i, batch in enumerate(strategy.batches(train_data, np.asarray(idx_SxB))):
+      for i, batch in enumerate(strategy.batches(train_data, idx_SxB)):
         run.state, metrics = compiled(run.state, batch)
         group.append(metrics)
         if len(group) == max(1, steps // chunks_per_epoch) or i == steps - 1:

@@ -169,9 +169,9 @@ class Strategy:
     """``(num_batches, B, ...)`` evaluation blocks."""
     return jax.device_put(dict(blocks))
 
-  def place_indices(self, idx_SxB: jax.Array) -> jax.Array:
+  def place_indices(self, idx_SxB: np.ndarray) -> jax.Array:
     """The batch indices of an epoch (``(steps, B)``), where the chunk program reads them."""
-    return idx_SxB
+    return jax.device_put(idx_SxB)
 
   def index(self, value: int) -> Any:
     """A scalar program argument (the first step of a chunk)."""
@@ -263,7 +263,7 @@ class MeshStrategy(Strategy):
   def place_eval_blocks(self, blocks: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
     return {k: _put(v, self.blocks_sharding) for k, v in blocks.items()}
 
-  def place_indices(self, idx_SxB: jax.Array) -> jax.Array:
+  def place_indices(self, idx_SxB: np.ndarray) -> jax.Array:
     return _put(idx_SxB, self.replicated)
 
   def index(self, value: int) -> Any:
