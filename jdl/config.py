@@ -80,6 +80,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint.keep = 3
   c.checkpoint.monitor = "eval_accuracy"  # '' keeps only the last `keep`
   c.checkpoint.mode = "auto"
+  # Least seconds between two saves (0: every epoch); the last epoch is always saved.
+  c.checkpoint.every_seconds = 30.0
 
   # 'auto' (single on one device, data_parallel on more) | 'single' | 'data_parallel'
   # | 'pmap' | 'model_parallel'; see docs/parallel.md.

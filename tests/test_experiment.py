@@ -26,6 +26,7 @@ def _config(**overrides):
   config.optimizer.schedule.name = "constant"
   config.progress = "false"
   config.epochs = 4
+  config.checkpoint.every_seconds = 0.0  # every epoch
   for key, value in overrides.items():
     config_lib.apply_override(config, key, value)
   return config

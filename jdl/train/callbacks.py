@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ class Run:
   history: list[dict[str, Any]]
   epoch: int = 0
   stop_training: bool = False
+  epochs: int | None = None  # the epoch training ends after (None: not known)
 
 
 class Callback:
@@ -140,31 +142,72 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-  """Saves the state after every epoch through a ``jdl.checkpoint.Checkpointer``.
+  """Saves the state at the end of epochs through a ``jdl.checkpoint.Checkpointer``.
 
   The checkpoint's JSON part carries the epoch, the run's history and the other
   callbacks' progress (``state_dict``), so a resumed run continues exactly
   where the saved one stood.
 
+  Saving is on a schedule: an epoch is saved when ``every_seconds`` have
+  passed since the last save began (0: every epoch), and always at the last
+  epoch and when training stops early. Epochs of a few milliseconds (small
+  runs) are then not each written to disk; a long epoch is saved every time.
+  A run killed between saves resumes from its latest checkpoint and repeats
+  the epochs after it, with the same result (the data order and the dropout
+  keys depend on the seed and the step only). The best checkpoint by the
+  monitored metric is the best among the saved epochs.
+
   Args:
     checkpointer: where and how many to keep (the last N and the best).
     others: the callbacks whose progress is saved alongside.
+    every_seconds: the least time between two saves (0: every epoch).
+    must_save: ``(run, epoch) -> bool``, epochs saved whatever the schedule
+      (``jdl train`` passes early stopping's new best epochs, which a resumed
+      run may need to restore).
   """
 
   name = "checkpoint"
+  clock = staticmethod(time.monotonic)  # seconds; replaceable (tests drive the schedule with their own)
 
-  def __init__(self, checkpointer, others: list[Callback] | tuple[Callback, ...] = ()):
+  def __init__(self, checkpointer, others: list[Callback] | tuple[Callback, ...] = (), every_seconds: float = 0.0,
+               must_save: Callable[[Run, int], bool] | None = None):
+    if isinstance(every_seconds, bool) or not isinstance(every_seconds, (int, float)) or not (
+        math.isfinite(every_seconds) and every_seconds >= 0):
+      raise ValueError(f"checkpoint.every_seconds: expected a number of seconds >= 0, got {every_seconds!r}")
     self.checkpointer = checkpointer
     self.others = list(others)
+    self.every_seconds = float(every_seconds)
+    self.must_save = must_save
+    self._last_save: float | None = None
+    self.saved_epochs: list[int] = []
+
+  def on_train_begin(self, run: Run) -> None:
+    self._last_save = self.clock()  # the run's start counts as a save: nothing is lost before it
+
+  def due(self, run: Run, epoch: int) -> bool:
+    """Whether ``epoch``'s checkpoint is written."""
+    if self.every_seconds <= 0 or run.stop_training or (run.epochs is not None and epoch >= run.epochs):
+      return True
+    if self.must_save is not None and self.must_save(run, epoch):
+      return True
+    return self._last_save is None or self.clock() - self._last_save >= self.every_seconds
 
   def on_epoch_end(self, run: Run, epoch: int, logs: dict[str, Any]) -> None:
+    if not self.due(run, epoch):
+      return
+    self.save(run, epoch, logs)
+
+  def save(self, run: Run, epoch: int, logs: dict[str, Any]) -> None:
+    """Writes ``epoch``'s checkpoint now (asynchronously)."""
     meta = {
         "epoch": epoch,
         "history": run.history,
         "callbacks": {cb.name: cb.state_dict() for cb in self.others},
     }
     metrics = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}
+    self._last_save = self.clock()
     self.checkpointer.save(epoch, run.state, meta, metrics)
+    self.saved_epochs.append(epoch)
 
   def on_train_end(self, run: Run) -> None:
     self.checkpointer.wait()

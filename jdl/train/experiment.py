@@ -322,7 +322,11 @@ def _train(config, workdir, *, resume, primary, state, train_step, eval_step, sp
     monitor, mode = checkpoint_monitor
     checkpointer = Checkpointer(workdir / workdir_lib.CHECKPOINTS, keep=config.checkpoint.keep, monitor=monitor,
                                 mode=mode)
-    callbacks.append(callbacks_lib.ModelCheckpoint(checkpointer, others=[cb for cb in callbacks]))
+    # Early stopping's best epoch is kept on disk: a resumed run restores it from there.
+    must_save = (lambda run, epoch: early.best_epoch == epoch) if early is not None and early.restore_best else None
+    callbacks.append(callbacks_lib.ModelCheckpoint(checkpointer, others=[cb for cb in callbacks],
+                                                   every_seconds=config.checkpoint.get("every_seconds", 0.0),
+                                                   must_save=must_save))
 
   initial_epoch, history = 0, []
   metrics_path = workdir / workdir_lib.METRICS

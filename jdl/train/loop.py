@@ -257,7 +257,7 @@ def fit(
   train_step = strategy.bind_train_step(train_step)
   if jax.process_index() != 0:
     progress = False  # one progress display per run, not per process
-  run = Run(state=strategy.place_state(state), history=list(history or []), epoch=initial_epoch)
+  run = Run(state=strategy.place_state(state), history=list(history or []), epoch=initial_epoch, epochs=epochs)
   progress_ = _Progress(progress, epochs, steps)
 
   compile_seconds = 0.0

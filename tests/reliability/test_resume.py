@@ -16,7 +16,8 @@ from jdl.train import workdir as workdir_lib
 
 # A small run of the default experiment, as a user would type it.
 ARGS = ["--config.model.options.hidden=(32,)", "--config.data.batch_size=64", "--config.data.eval_batch_size=100",
-        "--config.optimizer.schedule.name=constant", "--config.progress=false", "--config.plot=false"]
+        "--config.optimizer.schedule.name=constant", "--config.progress=false", "--config.plot=false",
+        "--config.checkpoint.every_seconds=0"]  # every epoch: the tests kill runs between epochs
 
 
 def _train(workdir, *extra, resume=False):
@@ -207,3 +208,25 @@ def test_config_from_disk_keeps_the_experiments_types(tmp_path):
   assert back.model.options.hidden == (32, 16) and back.metrics == ("accuracy", "f1:macro")
   assert workdir_lib.differences(config_lib.to_dict(config), back) == []
   assert workdir_lib.differences({"a": {"b": 1}, "c": [1]}, {"a": {"b": 2}, "c": (1,), "d": 0}) == ["a.b", "d"]
+
+
+def test_a_sparser_checkpoint_schedule_still_resumes_bitwise(tiny_data, tmp_path, monkeypatch):
+  # A clock that advances 10 s each time the checkpoint callback reads it: with every_seconds=25 the
+  # run saves every third epoch (and the last one), not every epoch.
+  clock = iter(range(0, 10_000, 10))
+  monkeypatch.setattr(callbacks_lib.ModelCheckpoint, "clock", staticmethod(lambda: next(clock)))
+  sparse = ["--config.epochs=6", "--config.checkpoint.every_seconds=25"]
+  assert _train(tmp_path / "straight", *sparse) == 0
+  clock = iter(range(0, 10_000, 10))
+  restore = _die_after(monkeypatch, 5)  # killed after epoch 5: the last checkpoint is epoch 3's
+  with pytest.raises(KeyboardInterrupt):
+    _train(tmp_path / "cut", *sparse)
+  restore()
+  assert workdir_lib.checkpoint_epochs(tmp_path / "cut")[-1] == 3
+  assert _epochs_logged(tmp_path / "cut") == [1, 2, 3, 4, 5]
+  assert _resume(tmp_path / "cut") == 0  # repeats epochs 4 and 5, then trains 6
+  (ea, pa), (eb, pb) = _params(tmp_path / "straight"), _params(tmp_path / "cut")
+  assert ea == eb == 6
+  jax.tree.map(np.testing.assert_array_equal, pa, pb)
+  assert _summary(tmp_path / "cut")["test_loss"] == _summary(tmp_path / "straight")["test_loss"]
+  assert _epochs_logged(tmp_path / "cut") == [1, 2, 3, 4, 5, 6]
