@@ -6,20 +6,23 @@ from jdl.train.parallel import Strategy
 from jdl.train.parallel import create as create_strategy
 from jdl.train.precision import DynamicLossScale, Policy, get_policy
 from jdl.train.state import TrainState, create_train_state
-from jdl.train.step import (LossScaledTrainState, eval_step, make_eval_step, make_train_step, train_step,
-                            with_loss_scale)
+from jdl.train.step import (EvalStep, LossScaledTrainState, StepConfig, TrainStep, eval_step, make_eval_step,
+                            make_train_step, train_step, with_loss_scale)
 
 __all__ = [
     "Callback",
     "DynamicLossScale",
     "EarlyStopping",
+    "EvalStep",
     "Evaluator",
     "FitResult",
     "LossScaledTrainState",
     "Policy",
     "Run",
+    "StepConfig",
     "Strategy",
     "TrainState",
+    "TrainStep",
     "create_strategy",
     "create_train_state",
     "eval_step",
