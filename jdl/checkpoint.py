@@ -20,11 +20,22 @@ process 0.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
+
+
+class CheckpointError(ValueError):
+  """A checkpoint cannot be read (damaged files, or a state that no longer fits)."""
+
+
+def _first_line(error: BaseException) -> str:
+  """An exception's type and the first line of its message, at most 300 characters."""
+  text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+  return f"{type(error).__name__}: {text[:300]}"
 
 
 def _abstract(leaf: Any) -> jax.ShapeDtypeStruct:
@@ -98,8 +109,17 @@ class Checkpointer:
   def all_epochs(self) -> list[int]:
     return list(self._manager.all_steps())
 
-  def restore(self, target: Any, epoch: int | None = None) -> tuple[Any, dict[str, Any]]:
-    """Restores ``(state, meta)`` of ``epoch`` (default: the latest).
+  def restore(self, target: Any, epoch: int | None = None, *,
+              set_aside_unreadable: bool = False) -> tuple[Any, dict[str, Any]]:
+    """Restores ``(state, meta)`` of ``epoch`` (default: the latest readable one).
+
+    Without ``epoch``, a checkpoint that cannot be read (a truncated or
+    corrupt file, left by a disk error or a copy cut short) is skipped with a
+    message naming it and why, and the one before it is restored; an error
+    lists every checkpoint tried when none can be read. With
+    ``set_aside_unreadable`` (a resumed run, which will save those epochs
+    again) the skipped directories are renamed ``<epoch>.unreadable`` rather
+    than left in the way; nothing is deleted.
 
     Args:
       target: a state (or its ``jax.ShapeDtypeStruct`` tree) giving the
@@ -107,16 +127,50 @@ class Checkpointer:
         device count does not matter. Leaves without a sharding are restored
         onto the default device.
       epoch: which checkpoint.
+
+    Raises:
+      FileNotFoundError: there is no checkpoint.
+      CheckpointError: the checkpoint (every checkpoint, without ``epoch``)
+        cannot be read; the message names each one's directory and the cause.
     """
     self.wait()
-    if epoch is None:
-      epoch = self.latest_epoch()
-    if epoch is None:
+    candidates = [epoch] if epoch is not None else sorted(self.all_epochs(), reverse=True)
+    if not candidates or candidates == [None]:
       raise FileNotFoundError(f"no checkpoint to restore in {self.directory}")
     abstract = jax.tree.map(_abstract, target)
-    restored = self._manager.restore(
-        epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-    return restored["state"], dict(restored["meta"])
+    failures = []
+    for i, candidate in enumerate(candidates):
+      try:
+        restored = self._manager.restore(
+            candidate, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                               meta=ocp.args.JsonRestore()))
+      except Exception as e:  # pylint: disable=broad-except  # Orbax and TensorStore raise many kinds
+        failures.append(f"{os.path.join(self.directory, str(candidate))}: {_first_line(e)}")
+        if i + 1 < len(candidates):
+          print(f"jdl: checkpoint {candidate} in {self.directory} cannot be read ({_first_line(e)}); "
+                f"falling back to checkpoint {candidates[i + 1]}", file=sys.stderr, flush=True)
+        continue
+      meta = restored["meta"]
+      if not isinstance(meta, dict) or "epoch" not in meta:
+        failures.append(f"{os.path.join(self.directory, str(candidate))}: its meta item holds no epoch ({meta!r:.80})")
+        continue
+      if set_aside_unreadable and i:
+        for bad in candidates[:i]:
+          self._set_aside(bad)
+      return restored["state"], dict(meta)
+    raise CheckpointError("no readable checkpoint to restore: " + "; ".join(failures)
+                          + ". If the run's code or config changed, the saved state no longer fits it; otherwise "
+                          "the files are damaged: start again with --overwrite")
+
+  def _set_aside(self, epoch: int) -> None:
+    """Renames an unreadable checkpoint out of the manager's way (kept for inspection)."""
+    path = os.path.join(self.directory, str(epoch))
+    target, k = f"{path}.unreadable", 1
+    while os.path.exists(target):
+      target, k = f"{path}.unreadable.{k}", k + 1
+    os.rename(path, target)
+    print(f"jdl: moved the unreadable checkpoint {path} to {target}", file=sys.stderr, flush=True)
+    self._manager.reload()
 
   def wait(self) -> None:
     """Blocks until pending asynchronous saves are on disk."""

@@ -54,7 +54,15 @@ def _cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     config = workdir_lib.config_from_disk(args.workdir, config)
   config_lib.apply_overrides(config, overrides)
   workdir = args.workdir or experiment.default_workdir(config)
-  summary = experiment.train_and_evaluate(config, workdir, resume=args.resume, overwrite=args.overwrite)
+  from jdl.train import loop, preemption  # pylint: disable=g-import-not-at-top
+
+  try:
+    summary = experiment.train_and_evaluate(config, workdir, resume=args.resume, overwrite=args.overwrite)
+  except loop.Interrupted as e:
+    saved = "the checkpoint is saved" if config.checkpoint.enabled else "no checkpoint was kept (checkpoint.enabled=False)"
+    print(f"jdl train: {e}; {saved}. Continue with: jdl train {args.experiment} --workdir {workdir} --resume",
+          file=sys.stderr)
+    return preemption.EXIT_STATUS.get(e.reason, 1)
   # The test loss and accuracy first, then every metric the config names (test_<key>).
   first = [k for k in ("test_accuracy", "test_loss") if k in summary]
   named = sorted(k for k, v in summary.items() if k.startswith("test_") and k not in first and k != "test_seconds"
@@ -155,6 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
   args, extra = parser.parse_known_args(argv)
   try:
     return args.fn(args, extra)
+  except KeyboardInterrupt:
+    if os.environ.get("JDL_DEBUG"):
+      raise
+    print(f"jdl {args.command}: interrupted (Ctrl-C); what was saved is complete: resume with --resume",
+          file=sys.stderr)
+    return 130
   except (ValueError, TypeError, KeyError, OSError) as e:
     if os.environ.get("JDL_DEBUG"):
       raise

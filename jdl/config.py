@@ -64,6 +64,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.freeze = ()  # parameter path globs that stay fixed
 
   c.epochs = 5
+  # A non-finite training loss: 'raise' (an error naming the step), 'skip' (non-finite
+  # updates are skipped inside the step, at most nonfinite_max_skips in a row) or 'stop'
+  # (training ends; the last checkpoint is the last finite state).
+  c.nonfinite = "raise"
+  c.nonfinite_max_skips = 10
   c.progress = "auto"  # 'auto' | 'true' | 'false'
   c.chunks_per_epoch = 10  # progress updates per epoch
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import shutil
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +44,11 @@ class Callback:
 
   def on_train_end(self, run: Run) -> None:
     pass
+
+  def on_interrupt(self, run: Run, partial: Any) -> None:
+    """Training is being interrupted (a signal): ``partial`` is the ``PartialEpoch`` so far, or None
+    at the end of an epoch (``run.epoch``)."""
+    del run, partial
 
   def state_dict(self) -> dict[str, Any]:
     return {}
@@ -164,13 +171,17 @@ class ModelCheckpoint(Callback):
     must_save: ``(run, epoch) -> bool``, epochs saved whatever the schedule
       (``jdl train`` passes early stopping's new best epochs, which a resumed
       run may need to restore).
+    interrupted_dir: where an interruption in the middle of an epoch saves
+      the state and the epoch so far (``on_interrupt``); it is removed once a
+      later epoch's checkpoint is on disk. None: an interruption mid-epoch
+      saves nothing.
   """
 
   name = "checkpoint"
   clock = staticmethod(time.monotonic)  # seconds; replaceable (tests drive the schedule with their own)
 
   def __init__(self, checkpointer, others: list[Callback] | tuple[Callback, ...] = (), every_seconds: float = 0.0,
-               must_save: Callable[[Run, int], bool] | None = None):
+               must_save: Callable[[Run, int], bool] | None = None, interrupted_dir: Any = None):
     if isinstance(every_seconds, bool) or not isinstance(every_seconds, (int, float)) or not (
         math.isfinite(every_seconds) and every_seconds >= 0):
       raise ValueError(f"checkpoint.every_seconds: expected a number of seconds >= 0, got {every_seconds!r}")
@@ -178,6 +189,7 @@ class ModelCheckpoint(Callback):
     self.others = list(others)
     self.every_seconds = float(every_seconds)
     self.must_save = must_save
+    self.interrupted_dir = interrupted_dir
     self._last_save: float | None = None
     self.saved_epochs: list[int] = []
 
@@ -207,7 +219,30 @@ class ModelCheckpoint(Callback):
     metrics = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}
     self._last_save = self.clock()
     self.checkpointer.save(epoch, run.state, meta, metrics)
+    if self.saved_epochs and self.interrupted_dir is not None and os.path.isdir(self.interrupted_dir):
+      # Orbax finished the previous save before starting this one: a whole epoch checkpoint past the
+      # interruption is on disk, so the interrupted one is stale.
+      shutil.rmtree(self.interrupted_dir)
     self.saved_epochs.append(epoch)
+
+  def on_interrupt(self, run: Run, partial: Any) -> None:
+    if partial is None:  # at the end of run.epoch
+      if run.epoch and (not self.saved_epochs or self.saved_epochs[-1] != run.epoch) and run.history:
+        self.save(run, run.epoch, run.history[-1])
+      self.checkpointer.wait()
+      return
+    if self.interrupted_dir is None:
+      return
+    from jdl.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
+
+    meta = {"epoch": partial.epoch - 1, "partial": partial.to_json(), "history": run.history,
+            "callbacks": {cb.name: cb.state_dict() for cb in self.others}}
+    interrupted = Checkpointer(self.interrupted_dir, keep=1, async_save=False)
+    try:
+      interrupted.save(int(jax.device_get(run.state.step)), run.state, meta)
+    finally:
+      interrupted.close()
+    self.checkpointer.wait()
 
   def on_train_end(self, run: Run) -> None:
     self.checkpointer.wait()

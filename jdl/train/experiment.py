@@ -25,6 +25,7 @@ import json
 import os
 import pathlib
 import platform
+import shutil
 import subprocess
 import time
 from collections.abc import Mapping
@@ -38,7 +39,7 @@ import numpy as np
 import jdl
 from jdl import config as config_lib
 from jdl.train import callbacks as callbacks_lib
-from jdl.train import distributed, loop, parallel, step
+from jdl.train import distributed, loop, parallel, preemption, step
 from jdl.train import workdir as workdir_lib
 from jdl.train import precision as precision_lib
 from jdl.train.state import create_train_state
@@ -240,6 +241,9 @@ def train_and_evaluate(
 
     transforms.get(transform)
   progress = _bool_option(config.progress, "progress")
+  nonfinite = config.get("nonfinite", "raise")
+  if nonfinite not in loop.NONFINITE_POLICIES:
+    raise ValueError(f"nonfinite: expected one of {', '.join(loop.NONFINITE_POLICIES)}, got {nonfinite!r}")
   on_device = _bool_option(config.data.on_device, "data.on_device")
   micro_batches = config.get("micro_batches", 1)
   step.check_micro_batches(micro_batches, config.data.batch_size)
@@ -272,6 +276,8 @@ def train_and_evaluate(
   pipeline.check_batch_size(pipeline.num_examples(train_data), batch_size, "data.batch_size")
   steps_per_epoch = pipeline.steps_per_epoch(pipeline.num_examples(train_data), batch_size)
   tx = build_optimizer(config, total_steps=steps_per_epoch * config.epochs)
+  if nonfinite == "skip":
+    tx = jdl.optim.skip_nonfinite(tx, config.get("nonfinite_max_skips", 10))
 
   sample = step.scale_images({input_key: jnp.asarray(train_data[input_key][:1])}, input_key)[input_key]
   state = create_train_state(model, tx, sample, seed=config.seed)
@@ -295,18 +301,43 @@ def train_and_evaluate(
                                   example_metrics=example_metrics, metrics=metric_specs,
                                   axis_name=strategy.axis_name, precision=precision)
 
-  with run_plan.start(primary) as workdir:
+  with run_plan.start(primary) as workdir, preemption.SignalGuard() as guard:
     distributed.barrier("jdl_workdir_ready")
     result, early = _train(config, workdir, resume=run_plan.mode == workdir_lib.RESUME, primary=primary,
                            state=state, train_step=train_step, eval_step=eval_step, splits=splits,
                            strategy=strategy, checkpoint_monitor=checkpoint_monitor, progress=progress,
-                           on_device=on_device)
+                           on_device=on_device, interrupt=guard.requested)
     return _finish(config, workdir, result, early, splits=splits, eval_step=eval_step, strategy=strategy,
                    primary=primary, data_seconds=data_seconds, wall_start=wall_start)
 
 
+def _restore(checkpointer, state, workdir, primary):
+  """The state to resume from: the latest epoch checkpoint, or a newer interrupted epoch's.
+
+  Returns ``(state, meta, resume_within)``; ``resume_within`` is the
+  ``PartialEpoch`` of an epoch a signal cut short, or None. An interrupted
+  checkpoint older than the latest epoch checkpoint is stale and removed.
+  """
+  from jdl.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
+
+  interrupted_dir = workdir / workdir_lib.INTERRUPTED
+  latest = checkpointer.latest_epoch()
+  if workdir_lib.checkpoint_epochs(workdir, workdir_lib.INTERRUPTED):
+    interrupted = Checkpointer(interrupted_dir, keep=1, async_save=False)
+    try:
+      partial_state, meta = interrupted.restore(state)
+    finally:
+      interrupted.close()
+    if latest is None or int(meta["epoch"]) >= latest:
+      return partial_state, meta, loop.PartialEpoch.from_json(meta["partial"])
+    if primary:
+      shutil.rmtree(interrupted_dir)
+  state, meta = checkpointer.restore(state, set_aside_unreadable=primary)
+  return state, meta, None
+
+
 def _train(config, workdir, *, resume, primary, state, train_step, eval_step, splits, strategy, checkpoint_monitor,
-           progress, on_device):
+           progress, on_device, interrupt=None):
   """Sets up the callbacks and checkpoints, restores a resumed run, writes config.json and trains."""
   callbacks: list[callbacks_lib.Callback] = []
   early = None
@@ -326,12 +357,13 @@ def _train(config, workdir, *, resume, primary, state, train_step, eval_step, sp
     must_save = (lambda run, epoch: early.best_epoch == epoch) if early is not None and early.restore_best else None
     callbacks.append(callbacks_lib.ModelCheckpoint(checkpointer, others=[cb for cb in callbacks],
                                                    every_seconds=config.checkpoint.get("every_seconds", 0.0),
-                                                   must_save=must_save))
+                                                   must_save=must_save,
+                                                   interrupted_dir=workdir / workdir_lib.INTERRUPTED))
 
-  initial_epoch, history = 0, []
+  initial_epoch, history, resume_within = 0, [], None
   metrics_path = workdir / workdir_lib.METRICS
   if resume:
-    state, meta = checkpointer.restore(state)
+    state, meta, resume_within = _restore(checkpointer, state, workdir, primary)
     initial_epoch, history = int(meta["epoch"]), list(meta["history"])
     for cb in callbacks:
       cb.load_state_dict(meta.get("callbacks", {}).get(cb.name, {}))
@@ -362,8 +394,14 @@ def _train(config, workdir, *, resume, primary, state, train_step, eval_step, sp
         data_on_device="auto" if on_device is None else on_device,
         progress=progress,
         initial_epoch=initial_epoch, chunks_per_epoch=config.chunks_per_epoch,
-        history=history, log_fn=log_fn, strategy=strategy,
+        history=history, log_fn=log_fn, strategy=strategy, nonfinite=config.get("nonfinite", "raise"),
+        interrupt=interrupt, resume_within=resume_within,
     )
+    if result.nonfinite is not None and checkpointer is not None and checkpointer.latest_epoch() is not None:
+      # Stopped on a non-finite loss: the summary evaluates the last finite state, the latest checkpoint.
+      checkpointer.wait()
+      restored, _ = checkpointer.restore(state_template)
+      result.state = restored
   finally:
     if metrics_file is not None:
       metrics_file.close()
@@ -390,6 +428,10 @@ def _finish(config, workdir, result, early, *, splits, eval_step, strategy, prim
       "strategy": strategy.describe(),
       "precision": str(config.get("precision", "float32")),
   }
+  if result.nonfinite is not None:
+    summary["nonfinite"] = result.nonfinite
+  if history and "train_skipped_steps" in history[-1]:
+    summary["skipped_steps"] = int(sum(h.get("train_skipped_steps", 0) for h in history))
   if early is not None:
     summary["best_epoch"] = early.best_epoch
     summary[f"best_{early.monitor}"] = early.best

@@ -50,6 +50,9 @@ class FitResult:
     stopped_early: whether a callback stopped training.
     data_on_device: whether the training data lived on the device (epochs as
       ``lax.scan``) or streamed from the host.
+    nonfinite: with ``nonfinite="stop"``, where training stopped: ``step``,
+      ``epoch``, ``metric`` and ``value`` of the first non-finite loss (the
+      state is then the last finite epoch's only if it was kept; see ``fit``).
   """
 
   state: TrainState
@@ -59,6 +62,46 @@ class FitResult:
   examples_per_second: float
   stopped_early: bool
   data_on_device: bool = True
+  nonfinite: dict[str, Any] | None = None
+
+
+# Epochs of at least this many steps run as several chunks even without a progress bar,
+# so that an interruption (SIGTERM) is answered within a chunk, not an epoch.
+LONG_EPOCH = 200
+
+
+@dataclasses.dataclass
+class PartialEpoch:
+  """An epoch cut short by an interruption: where it stood, to resume it exactly.
+
+  Attributes:
+    epoch: the epoch (counting from 1).
+    steps: its steps done.
+    seconds: the training seconds they took.
+    metrics: ``{name: [steps]}``, their per-step training metrics.
+  """
+
+  epoch: int
+  steps: int
+  seconds: float
+  metrics: dict[str, np.ndarray]
+
+  def to_json(self) -> dict[str, Any]:
+    return {"epoch": self.epoch, "steps": self.steps, "seconds": self.seconds,
+            "metrics": {k: np.asarray(v).tolist() for k, v in self.metrics.items()}}
+
+  @classmethod
+  def from_json(cls, data: Mapping[str, Any]) -> PartialEpoch:
+    return cls(epoch=int(data["epoch"]), steps=int(data["steps"]), seconds=float(data["seconds"]),
+               metrics={k: np.asarray(v, np.float32) for k, v in data["metrics"].items()})
+
+
+class Interrupted(Exception):
+  """Training stopped at a chunk boundary because ``fit``'s ``interrupt`` asked (a signal)."""
+
+  def __init__(self, reason: str, epoch: int, steps: int, steps_per_epoch: int):
+    self.reason, self.epoch, self.steps, self.steps_per_epoch = reason, epoch, steps, steps_per_epoch
+    super().__init__(f"interrupted by {reason} after step {steps} of {steps_per_epoch} of epoch {epoch}")
 
 
 def choose_chunks(steps: int, target: int) -> int:
@@ -152,14 +195,24 @@ class _Progress:
       print(f"epoch {logs['epoch']}/{self.epochs} {line}", file=sys.stderr, flush=True)
 
 
-def _check_finite(loss_S: np.ndarray, epoch: int, steps: int) -> None:
-  """Raises ``FloatingPointError`` at the first non-finite training loss, naming its step."""
+NONFINITE_POLICIES = ("raise", "skip", "stop")
+
+
+def _first_nonfinite(loss_S: np.ndarray, epoch: int, steps: int) -> dict[str, Any] | None:
+  """Where the first non-finite training loss of an epoch is (``step`` counts from the run's start)."""
   bad = programs.first_nonfinite(loss_S)
-  if bad is not None:
-    raise FloatingPointError(
-        f"training diverged: train_loss is {float(np.ravel(loss_S)[bad])} at step {(epoch - 1) * steps + bad + 1} "
-        f"(epoch {epoch}, batch {bad + 1} of {steps}); lower the learning rate or clip the gradients "
-        "(optimizer.clip_global_norm)")
+  if bad is None:
+    return None
+  return {"step": (epoch - 1) * steps + bad + 1, "epoch": epoch, "batch": bad + 1, "metric": "train_loss",
+          "value": float(np.ravel(loss_S)[bad])}
+
+
+def _diverged(where: dict[str, Any], steps: int, policy: str) -> FloatingPointError:
+  advice = ("more non-finite updates in a row than nonfinite=skip skips; " if policy == "skip" else "")
+  return FloatingPointError(
+      f"training diverged: {where['metric']} is {where['value']} at step {where['step']} (epoch {where['epoch']}, "
+      f"batch {where['batch']} of {steps}); {advice}lower the learning rate or clip the gradients "
+      "(optimizer.clip_global_norm)")
 
 
 def _slow_in_scan(state: Any) -> bool:
@@ -200,6 +253,9 @@ def fit(
     history: list[dict[str, Any]] | None = None,
     log_fn: Callable[[dict[str, Any]], None] | None = None,
     strategy: parallel.Strategy | str | None = None,
+    nonfinite: str = "raise",
+    interrupt: Callable[[], str | None] | None = None,
+    resume_within: PartialEpoch | None = None,
 ) -> FitResult:
   """Trains ``state`` for ``epochs`` epochs.
 
@@ -232,9 +288,31 @@ def fit(
       default ``'single'``. ``batch_size`` must split evenly over its
       data-parallel devices. ``state`` may be placed already
       (``strategy.place_state``) or not.
+    nonfinite: what a non-finite training loss does, checked at the end of
+      every epoch: ``"raise"`` (``FloatingPointError`` naming the first bad
+      step), ``"stop"`` (training ends before that epoch is logged or seen by
+      any callback, so no checkpoint holds it; ``FitResult.nonfinite`` says
+      where) or ``"skip"`` (the optimizer is expected to skip such steps,
+      ``jdl.optim.skip_nonfinite``: they are left out of the epoch's means and
+      counted as ``train_skipped_steps``; a loss that is still non-finite
+      raises).
+    interrupt: polled at every chunk boundary (each ``chunks_per_epoch``-th
+      of an epoch of ``LONG_EPOCH`` steps or more, else the epoch's end); a
+      non-empty string (the reason, e.g. ``"SIGTERM"``) stops training there:
+      every callback's ``on_interrupt(run, partial)`` is called (the
+      checkpoint callback saves the epoch so far) and ``Interrupted`` is
+      raised.
+    resume_within: continue an epoch that an interruption cut short: the
+      steps it had done, their metrics and seconds (``PartialEpoch``, from
+      the checkpoint ``on_interrupt`` saved); the state must be the one saved
+      then, and ``initial_epoch`` the epochs completed before it.
 
   Returns:
     A ``FitResult``.
+
+  Raises:
+    Interrupted: ``interrupt`` asked for it (the checkpoint is saved first).
+    FloatingPointError: a non-finite training loss under ``nonfinite="raise"``.
   """
   n = pipeline.num_examples(train_data)
   pipeline.check_batch_size(n, batch_size)
@@ -242,6 +320,8 @@ def fit(
   strategy.check_batch_size(batch_size, "batch_size")
   if not isinstance(epochs, int) or epochs < 0:
     raise ValueError(f"epochs: expected a non-negative integer, got {epochs!r}")
+  if nonfinite not in NONFINITE_POLICIES:
+    raise ValueError(f"nonfinite: expected one of {', '.join(NONFINITE_POLICIES)}, got {nonfinite!r}")
   if data_on_device not in ("auto", True, False):
     raise ValueError(f"data_on_device: expected 'auto', True or False, got {data_on_device!r}")
   if (eval_step is None) != (eval_data is None):
@@ -262,10 +342,11 @@ def fit(
 
   compile_seconds = 0.0
   t0 = time.perf_counter()
+  # Chunks let a progress bar move and bound how long an interruption waits for its
+  # checkpoint; a short epoch without a bar is one call.
+  num_chunks = choose_chunks(steps, chunks_per_epoch) if progress_.mode == "bar" or steps >= LONG_EPOCH else 1
+  chunk_len = steps // num_chunks
   if on_device:
-    # Chunks only let a progress bar move; without one an epoch is one call.
-    num_chunks = choose_chunks(steps, chunks_per_epoch) if progress_.mode == "bar" else 1
-    chunk_len = steps // num_chunks
     data_dev = strategy.place_data(train_data)
     idx_shape = jax.ShapeDtypeStruct((steps, batch_size), jnp.int32)
     compiled = strategy.compile_chunk(train_step, run.state, data_dev, strategy.place_indices(
@@ -275,12 +356,16 @@ def fit(
         train_step, run.state, {k: jax.ShapeDtypeStruct((batch_size,) + np.shape(v)[1:], np.asarray(v).dtype)
                                 for k, v in train_data.items()})
   compile_seconds += time.perf_counter() - t0
+  if resume_within is not None and (resume_within.steps % chunk_len or not 0 < resume_within.steps < steps):
+    raise ValueError(f"resume_within: {resume_within.steps} steps done of epoch {initial_epoch + 1} is not a "
+                     f"boundary of its {num_chunks} chunks of {chunk_len} steps")
 
   for cb in callbacks:
     cb.on_train_begin(run)
 
   train_seconds = 0.0
   stopped_early = False
+  nonfinite_at = None
   for epoch in range(initial_epoch + 1, epochs + 1):
     run.epoch = epoch
     progress_.start(epoch)
@@ -288,6 +373,12 @@ def fit(
     idx_SxB = pipeline.epoch_batches(seed, epoch, n, batch_size)
     pending: list[tuple[int, Any]] = []  # (steps, device metrics) not yet read
     stacked: list[Mapping[str, np.ndarray]] = []
+    first_step, earlier_seconds = 0, 0.0
+    if resume_within is not None and epoch == initial_epoch + 1:
+      # The part of this epoch trained before an interruption: its metrics and time count here.
+      first_step, earlier_seconds = resume_within.steps, resume_within.seconds
+      stacked.append({k: np.asarray(v) for k, v in resume_within.metrics.items()})
+      progress_.update(first_step, {}, 0.0)
 
     def drain(keep: int) -> None:
       while len(pending) > keep:
@@ -297,29 +388,52 @@ def fit(
         elapsed = time.perf_counter() - start
         done = sum(np.size(next(iter(m.values()))) for m in stacked)
         progress_.update(k, {f"train_{m}": float(np.mean(v)) for m, v in host.items()},
-                         done * batch_size / max(elapsed, 1e-9))
+                         done * batch_size / max(elapsed + earlier_seconds, 1e-9))
+
+    def interrupted(done: int) -> None:
+      """Raises ``Interrupted`` after saving where the epoch stands, if an interruption was asked for."""
+      reason = interrupt() if interrupt is not None else None
+      if not reason or done >= steps:
+        return
+      drain(keep=0)
+      partial = PartialEpoch(epoch=epoch, steps=done, seconds=earlier_seconds + time.perf_counter() - start,
+                             metrics={k: np.concatenate([np.ravel(m[k]) for m in stacked]) for k in stacked[0]})
+      for cb in callbacks:
+        cb.on_interrupt(run, partial)
+      raise Interrupted(reason, epoch, done, steps)
 
     if on_device:
       idx_SxB = strategy.place_indices(idx_SxB)
-      for c in range(num_chunks):
+      for c in range(first_step // chunk_len, num_chunks):
         run.state, metrics = compiled(run.state, data_dev, idx_SxB, strategy.index(c * chunk_len))
         pending.append((chunk_len, metrics))
         drain(keep=1)  # read chunk c-1 while chunk c runs
+        interrupted((c + 1) * chunk_len)
     else:
       group: list[dict[str, jax.Array]] = []
-      for i, batch in enumerate(strategy.batches(train_data, idx_SxB)):
+      for i, batch in enumerate(strategy.batches(train_data, idx_SxB[first_step:]), start=first_step):
         run.state, metrics = compiled(run.state, batch)
         group.append(metrics)
-        if len(group) == max(1, steps // chunks_per_epoch) or i == steps - 1:
+        if len(group) == chunk_len or i == steps - 1:
           pending.append((len(group), jax.tree.map(lambda *xs: jnp.stack(xs), *group)))
           group = []
           drain(keep=1)
+          interrupted(i + 1)
     drain(keep=0)
-    epoch_seconds = time.perf_counter() - start
+    epoch_seconds = earlier_seconds + time.perf_counter() - start
     train_seconds += epoch_seconds
 
     logs: dict[str, Any] = {"epoch": epoch, "step": epoch * steps}
-    _check_finite(np.concatenate([np.ravel(m["loss"]) for m in stacked]), epoch, steps)
+    bad = _first_nonfinite(programs.kept_losses(stacked), epoch, steps)
+    if bad is not None:
+      if nonfinite != "stop":
+        raise _diverged(bad, steps, nonfinite)
+      # The epoch is not logged and no callback sees it: its state is not saved.
+      nonfinite_at, stopped_early, run.epoch = bad, True, epoch - 1
+      if jax.process_index() == 0 and progress is not False:
+        print(f"jdl: stopping: {bad['metric']} is {bad['value']} at step {bad['step']} (epoch {epoch}); "
+              "the last checkpoint is the last finite state", file=sys.stderr, flush=True)
+      break
     train_means = programs.train_means(stacked)
     logs.update({f"train_{k}": v for k, v in train_means.items()})
     if evaluator is not None:
@@ -335,6 +449,11 @@ def fit(
     if run.stop_training:
       stopped_early = True
       break
+    reason = interrupt() if interrupt is not None and epoch < epochs else None
+    if reason:
+      for cb in callbacks:
+        cb.on_interrupt(run, None)  # at an epoch's end: that epoch's checkpoint
+      raise Interrupted(reason, epoch + 1, 0, steps)
 
   for cb in callbacks:
     cb.on_train_end(run)
@@ -349,4 +468,5 @@ def fit(
       examples_per_second=(epochs_run * examples_per_epoch / train_seconds) if train_seconds else 0.0,
       stopped_early=stopped_early,
       data_on_device=on_device,
+      nonfinite=nonfinite_at,
   )

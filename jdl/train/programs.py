@@ -22,6 +22,7 @@ the same run inside a benchmark sweep all visit the same batches.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -77,9 +78,27 @@ def eval_program(eval_fn: StepFn):
 
 
 def train_means(chunks: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:
-  """The mean of each training metric over every step of ``chunks`` (host arrays of per-step values)."""
-  keys = chunks[0].keys()
-  return {k: float(np.mean(np.concatenate([np.ravel(m[k]) for m in chunks]).astype(np.float64))) for k in keys}
+  """The mean of each training metric over every step of ``chunks`` (host arrays of per-step values).
+
+  Steps an optimizer skipped (``jdl.optim.skip_nonfinite``: a ``skipped``
+  metric of 1) are left out of the means and counted as ``skipped_steps``.
+  """
+  steps = {k: np.concatenate([np.ravel(m[k]) for m in chunks]).astype(np.float64) for k in chunks[0].keys()}
+  skipped = steps.pop("skipped", None)
+  kept = slice(None) if skipped is None else skipped == 0
+  out = {k: float(np.mean(v[kept])) if np.any(kept) else math.nan for k, v in steps.items()}
+  if skipped is not None:
+    out["skipped_steps"] = int(np.sum(skipped))
+  return out
+
+
+def kept_losses(chunks: Sequence[Mapping[str, np.ndarray]]) -> np.ndarray:
+  """Every step's training loss, NaN-free where a skipped step's was not (for ``first_nonfinite``)."""
+  loss = np.concatenate([np.ravel(m["loss"]) for m in chunks]).astype(np.float64)
+  if "skipped" in chunks[0]:
+    skipped = np.concatenate([np.ravel(m["skipped"]) for m in chunks])
+    loss = np.where(skipped > 0, 0.0, loss)
+  return loss
 
 
 def eval_means(sums: Mapping[str, Any], prefix: str = "") -> dict[str, float]:

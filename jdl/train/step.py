@@ -487,6 +487,9 @@ def train_step(state: TrainState, batch: Batch, config: StepConfig) -> tuple[Tra
   metrics = reduction.metrics(metrics)
   if loss_scale is not None:
     metrics["loss_scale"] = loss_scale.scale
+  skipped_before = optim_lib.skipped_steps(state.opt_state)
+  if skipped_before is not None:  # jdl.optim.skip_nonfinite: 1 where this step's update was skipped
+    metrics["skipped"] = (optim_lib.skipped_steps(new_state.opt_state) - skipped_before).astype(jnp.float32)
   return new_state, metrics
 
 

@@ -45,8 +45,9 @@ SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
 LOCK = "run.lock"
 CHECKPOINTS = "checkpoints"
+INTERRUPTED = "interrupted"  # the checkpoint of an epoch cut short by SIGTERM / Ctrl-C
 # What jdl itself writes into a workdir (anything else makes it someone else's directory).
-RUN_FILES = (CONFIG, SUMMARY, METRICS, LOCK, CHECKPOINTS, "curves.png")
+RUN_FILES = (CONFIG, SUMMARY, METRICS, LOCK, CHECKPOINTS, INTERRUPTED, "curves.png")
 
 
 def _is_run_file(name: str) -> bool:
@@ -133,9 +134,12 @@ def rewrite_metrics(path: pathlib.Path, up_to_epoch: int) -> None:
   os.replace(tmp, path)
 
 
-def checkpoint_epochs(path: pathlib.Path) -> list[int]:
-  """Epochs with a finished checkpoint directory (Orbax renames a directory only once it is complete)."""
-  directory = path / CHECKPOINTS
+def checkpoint_epochs(path: pathlib.Path, what: str = CHECKPOINTS) -> list[int]:
+  """Epochs (steps, for ``INTERRUPTED``) with a finished checkpoint directory.
+
+  Orbax renames a checkpoint's directory to its number only once it is complete.
+  """
+  directory = pathlib.Path(path) / what
   if not directory.is_dir():
     return []
   return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
@@ -248,8 +252,9 @@ class RunPlan:
         # An unstarted run's leftovers: a new run starts from nothing.
         for name in (METRICS, SUMMARY, CONFIG):
           (self.path / name).unlink(missing_ok=True)
-        if (self.path / CHECKPOINTS).is_dir():
-          shutil.rmtree(self.path / CHECKPOINTS)
+        for name in (CHECKPOINTS, INTERRUPTED):
+          if (self.path / name).is_dir():
+            shutil.rmtree(self.path / name)
       yield self.path
 
 
@@ -289,8 +294,9 @@ def plan(workdir: str | os.PathLike[str], config: ml_collections.ConfigDict, *, 
     return RunPlan(path, NEW, reason=f"{path} holds no run yet; starting a new run" if resume else "")
   _check_same_experiment(path, stored, config)
   epochs_done = checkpoint_epochs(path)
+  interrupted = bool(checkpoint_epochs(path, INTERRUPTED))
   summary = read_json(path / SUMMARY, "the run's summary")
-  started = bool(epochs_done) or summary is not None or bool(read_metrics(path / METRICS))
+  started = bool(epochs_done) or interrupted or summary is not None or bool(read_metrics(path / METRICS))
   if not started:
     return RunPlan(path, NEW, reason=f"{path} holds a run that never finished an epoch; starting it again "
                                      "from step 0")
@@ -314,6 +320,8 @@ def plan(workdir: str | os.PathLike[str], config: ml_collections.ConfigDict, *, 
     return RunPlan(path, COMPLETE, summary=summary,
                    reason=f"the run in {path} is complete ({done} epochs, {how}); nothing to do. "
                           f"To train longer: --resume --config.epochs=N with N > {done}")
+  if interrupted:
+    return RunPlan(path, RESUME, reason=f"resuming the run in {path} from its interrupted epoch")
   if not epochs_done:
     if summary is not None:
       raise ValueError(f"resume: the run in {path} finished without keeping checkpoints "

@@ -9,8 +9,8 @@ import jax
 import numpy as np
 import pytest
 
+import _runs
 from jdl import cli
-from jdl.checkpoint import Checkpointer
 from jdl.train import callbacks as callbacks_lib
 from jdl.train import workdir as workdir_lib
 
@@ -45,22 +45,7 @@ def _die_after(monkeypatch, epoch_to_die, *, before_save=False):
   return lambda: monkeypatch.setattr(callbacks_lib.ModelCheckpoint, "on_epoch_end", saving)
 
 
-def _params(workdir):
-  ckpt = Checkpointer(workdir / "checkpoints")
-  epoch = ckpt.latest_epoch()
-  ckpt.close()
-  import orbax.checkpoint as ocp
-
-  with ocp.StandardCheckpointer() as restorer:
-    return epoch, restorer.restore(workdir / "checkpoints" / str(epoch) / "state")["params"]
-
-
-def _summary(workdir):
-  return json.loads((workdir / "summary.json").read_text())
-
-
-def _epochs_logged(workdir):
-  return [json.loads(line)["epoch"] for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+_params, _summary, _epochs_logged = _runs.params, _runs.summary, _runs.epochs_logged
 
 
 def test_resume_with_no_overrides_continues_the_run_as_it_was_started(tiny_data, tmp_path, monkeypatch):
@@ -68,8 +53,7 @@ def test_resume_with_no_overrides_continues_the_run_as_it_was_started(tiny_data,
   started = ["--config.epochs=4", "--config.optimizer.name=adam"]
   assert _train(tmp_path / "straight", *started) == 0
   restore = _die_after(monkeypatch, 2)
-  with pytest.raises(KeyboardInterrupt):
-    _train(tmp_path / "cut", *started)
+  assert _train(tmp_path / "cut", *started) == 130  # the CLI's status for Ctrl-C
   restore()
   # ... and resumed with the plain command: the run's own config.json decides.
   assert _resume(tmp_path / "cut") == 0
@@ -123,8 +107,7 @@ def test_a_finished_run_resumed_is_left_byte_for_byte(tiny_data, tmp_path, capsy
 
 def test_resume_refuses_fewer_epochs_than_the_run_has_done(tiny_data, tmp_path, capsys, monkeypatch):
   restore = _die_after(monkeypatch, 2)
-  with pytest.raises(KeyboardInterrupt):
-    _train(tmp_path / "run", "--config.epochs=3")
+  assert _train(tmp_path / "run", "--config.epochs=3") == 130  # the CLI's status for Ctrl-C
   restore()
   assert _resume(tmp_path / "run", "--config.epochs=1") == 2
   assert "has trained 2 epochs; epochs=1 would end before that" in capsys.readouterr().err
@@ -132,8 +115,7 @@ def test_resume_refuses_fewer_epochs_than_the_run_has_done(tiny_data, tmp_path, 
 
 def test_killed_before_its_first_checkpoint_the_same_command_starts_over(tiny_data, tmp_path, monkeypatch, capsys):
   restore = _die_after(monkeypatch, 1, before_save=True)
-  with pytest.raises(KeyboardInterrupt):
-    _train(tmp_path / "run", "--config.epochs=2")
+  assert _train(tmp_path / "run", "--config.epochs=2") == 130  # the CLI's status for Ctrl-C
   restore()
   assert not workdir_lib.checkpoint_epochs(tmp_path / "run")
   assert _epochs_logged(tmp_path / "run") == [1]  # logged, but never checkpointed
@@ -219,8 +201,7 @@ def test_a_sparser_checkpoint_schedule_still_resumes_bitwise(tiny_data, tmp_path
   assert _train(tmp_path / "straight", *sparse) == 0
   clock = iter(range(0, 10_000, 10))
   restore = _die_after(monkeypatch, 5)  # killed after epoch 5: the last checkpoint is epoch 3's
-  with pytest.raises(KeyboardInterrupt):
-    _train(tmp_path / "cut", *sparse)
+  assert _train(tmp_path / "cut", *sparse) == 130  # the CLI's status for Ctrl-C
   restore()
   assert workdir_lib.checkpoint_epochs(tmp_path / "cut")[-1] == 3
   assert _epochs_logged(tmp_path / "cut") == [1, 2, 3, 4, 5]
