@@ -19,6 +19,7 @@ process 0.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any
@@ -26,6 +27,23 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
+
+
+class _FailedReadNoise(logging.Filter):
+  """Drops asyncio's "Task exception was never retrieved" reports of an Orbax read that jdl already handled.
+
+  A checkpoint that cannot be read fails inside TensorStore's concurrent reads; Orbax raises the first
+  error and leaves the others to asyncio, which prints each with its traceback when it is collected. The
+  restore has reported the checkpoint and why (and fallen back), so those dozens of lines say nothing more.
+  """
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    unretrieved = message.startswith(("Task exception was never retrieved", "Future exception was never retrieved"))
+    return not (unretrieved and ("async_deserialize" in message or "tensorstore_spec" in message))
+
+
+_NOISE_FILTER = _FailedReadNoise()
 
 
 class CheckpointError(ValueError):
@@ -93,12 +111,17 @@ class Checkpointer:
     if self.monitor is not None and (metrics is None or self.monitor not in metrics):
       raise KeyError(f"Checkpointer.save: monitored metric {self.monitor!r} missing from metrics "
                      f"{sorted(metrics or {})}")
-    self._manager.save(
-        epoch,
-        args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-        metrics=metrics,
-        force=True,
-    )
+    try:
+      self._manager.save(
+          epoch,
+          args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+          metrics=metrics,
+          force=True,
+      )
+    except OSError as e:  # a full disk, a read-only mount (here or, asynchronously, from the previous save)
+      raise OSError(e.errno, f"checkpoint: saving epoch {epoch} in {self.directory} failed: {e.strerror or e}; "
+                             "the checkpoints already on disk are complete and a --resume continues from the "
+                             "latest of them") from None
 
   def latest_epoch(self) -> int | None:
     return self._manager.latest_step()
@@ -145,6 +168,7 @@ class Checkpointer:
             candidate, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                                meta=ocp.args.JsonRestore()))
       except Exception as e:  # pylint: disable=broad-except  # Orbax and TensorStore raise many kinds
+        logging.getLogger("asyncio").addFilter(_NOISE_FILTER)
         failures.append(f"{os.path.join(self.directory, str(candidate))}: {_first_line(e)}")
         if i + 1 < len(candidates):
           print(f"jdl: checkpoint {candidate} in {self.directory} cannot be read ({_first_line(e)}); "
@@ -174,7 +198,11 @@ class Checkpointer:
 
   def wait(self) -> None:
     """Blocks until pending asynchronous saves are on disk."""
-    self._manager.wait_until_finished()
+    try:
+      self._manager.wait_until_finished()
+    except OSError as e:
+      raise OSError(e.errno, f"checkpoint: writing a checkpoint in {self.directory} failed: {e.strerror or e}; "
+                             "the checkpoints already on disk are complete") from None
 
   def close(self) -> None:
     self._manager.wait_until_finished()

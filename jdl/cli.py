@@ -48,7 +48,7 @@ def _cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
   from jdl.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
 
   if args.resume and not args.workdir:
-    raise SystemExit("jdl train: --resume needs --workdir (the run directory to continue)")
+    raise ValueError("--resume needs --workdir (the run directory to continue)")
   if args.resume and (pathlib.Path(args.workdir) / workdir_lib.CONFIG).is_file():
     # A resumed run continues as it was started; the command line only adds its overrides.
     config = workdir_lib.config_from_disk(args.workdir, config)

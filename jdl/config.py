@@ -9,6 +9,7 @@ it are available to the run.
 from __future__ import annotations
 
 import ast
+import difflib
 import importlib.util
 import os
 import pathlib
@@ -155,9 +156,13 @@ def load_experiment(experiment: str) -> ml_collections.ConfigDict:
   spec = importlib.util.spec_from_file_location(module_name, path)
   module = importlib.util.module_from_spec(spec)
   sys.modules[module_name] = module
-  spec.loader.exec_module(module)
-  if not hasattr(module, "get_config"):
-    raise AttributeError(f"experiment: {path} defines no get_config() function")
+  try:
+    spec.loader.exec_module(module)
+  except SyntaxError as e:
+    raise ValueError(f"experiment: {path} is not valid Python: {e.msg} (line {e.lineno})") from None
+  if not callable(getattr(module, "get_config", None)):
+    raise ValueError(f"experiment: {path} defines no get_config() function; an experiment file defines "
+                     "get_config() returning an ml_collections.ConfigDict (start from jdl.config.base_config())")
   config = module.get_config()
   if not isinstance(config, ml_collections.ConfigDict):
     raise TypeError(f"experiment: {path}'s get_config() must return an ml_collections.ConfigDict, "
@@ -166,6 +171,11 @@ def load_experiment(experiment: str) -> ml_collections.ConfigDict:
     with config.unlocked():
       config.name = path.stem
   return config
+
+
+def _did_you_mean(name: str, node: Any) -> str:
+  close = difflib.get_close_matches(name, [str(k) for k in node.keys()], n=1, cutoff=0.7)
+  return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 _BOOL_WORDS = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False}
@@ -189,8 +199,8 @@ def apply_override(config: ml_collections.ConfigDict, key: str, text: str) -> No
   node = config
   for depth, part in enumerate(parts[:-1]):
     if part not in node:
-      raise ValueError(f"--config.{key}: no field {'.'.join(parts[:depth + 1])!r}; "
-                     f"known fields here: {', '.join(sorted(node.keys()))}")
+      raise ValueError(f"--config.{key}: no field {'.'.join(parts[:depth + 1])!r}{_did_you_mean(part, node)}; "
+                       f"known fields here: {', '.join(sorted(node.keys()))}")
     node = node[part]
     if not isinstance(node, ml_collections.ConfigDict):
       raise ValueError(f"--config.{key}: {'.'.join(parts[:depth + 1])!r} is a value, not a group")
@@ -199,8 +209,8 @@ def apply_override(config: ml_collections.ConfigDict, key: str, text: str) -> No
   parent = ".".join(parts[:-1])
   if leaf not in node:
     if parent not in _OPEN_KEYS:
-      raise ValueError(f"--config.{key}: no field {key!r}; known fields"
-                     f"{' of ' + parent if parent else ''}: {', '.join(sorted(node.keys()))}")
+      raise ValueError(f"--config.{key}: no field {key!r}{_did_you_mean(leaf, node)}; known fields"
+                       f"{' of ' + parent if parent else ''}: {', '.join(sorted(node.keys()))}")
     with node.unlocked():
       node[leaf] = value
     return
@@ -235,6 +245,101 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[tuple
   for key, text in overrides:
     apply_override(config, key, text)
   return config
+
+
+def _int_at_least(config: ml_collections.ConfigDict, key: str, low: int) -> None:
+  value = _get(config, key)
+  if value is _MISSING:
+    return
+  if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    raise ValueError(f"{key}: expected an integer >= {low}, got {value!r}")
+
+
+def _number_at_least(config: ml_collections.ConfigDict, key: str, low: float) -> None:
+  value = _get(config, key)
+  if value is _MISSING:
+    return
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value >= low and value < float("inf")):
+    raise ValueError(f"{key}: expected a number >= {low:g}, got {value!r}")
+
+
+def _one_of(config: ml_collections.ConfigDict, key: str, allowed: Sequence[str]) -> None:
+  value = _get(config, key)
+  if value is not _MISSING and value not in allowed:
+    raise ValueError(f"{key}: expected one of {', '.join(map(str, allowed))}, got {value!r}")
+
+
+_MISSING = object()
+
+
+def _get(config: ml_collections.ConfigDict, key: str) -> Any:
+  """``config.<key>``, or ``_MISSING`` for a config built without that field (its default applies)."""
+  node: Any = config
+  for part in key.split("."):
+    if not isinstance(node, (ml_collections.ConfigDict, dict)) or part not in node:
+      return _MISSING
+    node = node[part]
+  return node
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  """Checks every field ``jdl train`` reads, before anything is loaded, written or compiled.
+
+  Ranges and types of the numbers, the words of the option fields, and the
+  names (dataset, model, optimizer, schedule, loss, metrics, strategy,
+  precision), each against the registry that knows them (the message lists the
+  known ones). Checks that need the data (labels against the output width,
+  batch sizes against the split sizes) come when it is loaded, still before
+  compiling.
+
+  Raises:
+    ValueError, TypeError: naming the field, what was expected and what was given.
+  """
+  for key, low in (("epochs", 1), ("data.batch_size", 1), ("data.eval_batch_size", 1), ("chunks_per_epoch", 1),
+                   ("checkpoint.keep", 1), ("early_stopping.patience", 0), ("nonfinite_max_skips", 1), ("optimizer.accumulate_steps", 1)):
+    _int_at_least(config, key, low)
+  seed = config.get("seed", 0)
+  if isinstance(seed, bool) or not isinstance(seed, int):
+    raise ValueError(f"seed: expected an integer, got {seed!r}")
+  for key in ("checkpoint.every_seconds", "early_stopping.min_delta", "optimizer.learning_rate"):
+    _number_at_least(config, key, 0.0)
+  for key in ("progress", "data.on_device"):
+    value = _get(config, key)
+    if value is not _MISSING and not (isinstance(value, bool) or str(value).lower() in ("auto", "none", "true", "false", "1", "0", "yes", "no")):
+      raise ValueError(f"{key}: expected 'auto', true or false, got {value!r}")
+  for key in ("checkpoint.mode", "early_stopping.mode"):
+    _one_of(config, key, ("auto", "min", "max"))
+  _one_of(config, "nonfinite", ("raise", "skip", "stop"))
+  split = config.data.get("train_split")
+  if not isinstance(split, str) or not split:
+    raise ValueError(f"data.train_split: expected a split such as 'train' or 'train[:90%]', got {split!r}")
+
+  from jdl import data, losses, metrics, models, optim  # pylint: disable=g-import-not-at-top
+  from jdl.train import parallel, precision, step  # pylint: disable=g-import-not-at-top
+
+  step.check_micro_batches(config.get("micro_batches", 1), config.data.batch_size)
+
+  if config.data.name not in data.list_datasets():
+    raise ValueError(f"data.name: unknown dataset {config.data.name!r}; known datasets: "
+                     f"{', '.join(data.list_datasets())}")
+  if config.model.name not in models.list_models():
+    raise ValueError(f"model.name: unknown model {config.model.name!r}; known models: "
+                     f"{', '.join(models.list_models())}")
+  if config.optimizer.name not in optim.list_optimizers():
+    raise ValueError(f"optimizer.name: unknown optimizer {config.optimizer.name!r}; known optimizers: "
+                     f"{', '.join(optim.list_optimizers())} (or register your own in the experiment file)")
+  schedule = config.optimizer.get("schedule")
+  if schedule and schedule.get("name") not in optim.list_schedules():
+    raise ValueError(f"optimizer.schedule.name: unknown schedule {schedule.get('name')!r}; known schedules: "
+                     f"{', '.join(optim.list_schedules())}")
+  heads = config.get("losses")
+  for where, name in ([("loss", config.loss)] if not heads else [(f"losses.{h}", n) for h, n in heads.items()]):
+    if name not in losses.list_losses():
+      raise ValueError(f"{where}: unknown loss {name!r}; known losses: {', '.join(losses.list_losses())}")
+  metrics.parse_specs(tuple(config.get("metrics", ()) or ()))
+  if config.get("strategy", "auto") not in parallel.NAMES:
+    raise ValueError(f"strategy: expected one of {', '.join(parallel.NAMES)}, got {config.strategy!r}")
+  precision.get_policy(config.get("precision", "float32"))
 
 
 def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:

@@ -158,7 +158,7 @@ def test_idx_corrupt_files_raise_value_error_naming_the_file(tmp_path, kind):
 def test_idx_wrong_ndim_and_missing_file(tmp_path):
   path = tmp_path / "labels.gz"
   idx.write_idx(path, np.zeros(3, np.uint8))
-  with pytest.raises(ValueError, match=r"labels.gz: expected 3 dimensions, found 1"):
+  with pytest.raises(ValueError, match=r"labels.gz: its magic number 00000801 announces 1 dimensions; expected an image file"):
     data.read_idx(path, ndim=3)
   with pytest.raises(FileNotFoundError, match="nothere.gz"):
     data.read_idx(tmp_path / "nothere.gz")
@@ -170,6 +170,7 @@ def test_idx_wrong_ndim_and_missing_file(tmp_path):
 
 
 def test_missing_files_error_names_every_place_and_how_to_get_them(tmp_path, monkeypatch):
+  (tmp_path / "mine").mkdir()  # exists, but holds no files
   monkeypatch.setenv("JDL_DATA_DIR", str(tmp_path / "mine"))
   src = sources.SOURCES["fashion_mnist"]
   monkeypatch.setitem(sources.SOURCES, "fashion_mnist", dataclasses.replace(src, system_dirs=(str(tmp_path / "system"),)))

@@ -61,12 +61,13 @@ def _read_bytes(path: str | os.PathLike[str]) -> tuple[bytes, bytes]:
     raise ValueError(f"IDX file {path}: corrupt or truncated gzip data ({type(e).__name__}: {e})") from e
 
 
-def parse_idx(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
+def parse_idx(data: bytes, *, source: str = "<bytes>", ndim: int | None = None) -> np.ndarray:
   """Parses uncompressed IDX bytes into an array (native byte order).
 
   Args:
     data: the IDX bytes.
     source: how to name the data in error messages (a file path).
+    ndim: when given, the number of dimensions the header must announce.
 
   Returns:
     The array, shaped as the header says.
@@ -76,12 +77,18 @@ def parse_idx(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
   """
   if len(data) < 4:
     raise ValueError(f"IDX file {source}: expected at least a 4-byte header, found {len(data)} bytes")
+  expected_ndim = ndim
   zero0, zero1, type_code, ndim = data[:4]
   if zero0 != 0 or zero1 != 0 or type_code not in _IDX_DTYPES or ndim == 0:
     raise ValueError(
         f"IDX file {source}: wrong magic number {data[:4].hex()}; expected 0000TTNN with a type code TT in "
         f"{{{', '.join(f'{c:02x}' for c in _IDX_DTYPES)}}} and NN >= 1 dimensions (08 03 for images, 08 01 for labels)"
     )
+  if expected_ndim is not None and ndim != expected_ndim:
+    kind = {1: "a label file (magic 00000801)", 3: "an image file (magic 00000803)"}.get(
+        expected_ndim, f"a {expected_ndim}-dimensional file")
+    raise ValueError(f"IDX file {source}: its magic number {data[:4].hex()} announces {ndim} dimensions; expected "
+                     f"{kind}: is this the right file?")
   header_len = 4 + 4 * ndim
   if len(data) < header_len:
     raise ValueError(f"IDX file {source}: header announces {ndim} dimensions ({header_len} header bytes), but the file has {len(data)} bytes")
@@ -89,8 +96,10 @@ def parse_idx(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
   dtype = _IDX_DTYPES[type_code]
   expected = header_len + math.prod(shape) * dtype.itemsize
   if len(data) != expected:
+    shown = f"shape {shape}" if len(str(shape)) <= 80 else f"{ndim} dimensions"
+    needs = f"{expected} bytes" if expected < 10 * len(data) + 1024 else "far more bytes"
     raise ValueError(
-        f"IDX file {source}: header says shape {shape} of {dtype.name}, which needs {expected} bytes, "
+        f"IDX file {source}: header says {shown} of {dtype.name}, which needs {needs}, "
         f"but the (uncompressed) file has {len(data)} bytes{' (truncated)' if len(data) < expected else ''}"
     )
   array = np.frombuffer(data, dtype=dtype, offset=header_len).reshape(shape)
@@ -109,7 +118,7 @@ def read_idx_with_checksums(path: str | os.PathLike[str], *, ndim: int | None = 
     ValueError: the file is not a valid IDX file, or has the wrong number of dimensions.
   """
   raw, data = _read_bytes(path)
-  array = parse_idx(data, source=os.fspath(path))
+  array = parse_idx(data, source=os.fspath(path), ndim=ndim)
   if ndim is not None and array.ndim != ndim:
     raise ValueError(f"IDX file {os.fspath(path)}: expected {ndim} dimensions, found {array.ndim} (shape {array.shape})")
   content_sha = hashlib.sha256(data).hexdigest()

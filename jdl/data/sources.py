@@ -182,8 +182,16 @@ def candidate_dirs(source: IdxSource, tfds_dir: Path) -> list[Path]:
   """The directories searched for ``source``'s files, in order."""
   dirs: list[Path] = []
   env_dir = os.environ.get(ENV_DATA_DIR)
-  if env_dir:
+  if env_dir is not None:
+    # Set on purpose: a typo must not silently fall back to other files.
+    if not env_dir.strip():
+      raise ValueError(f"{ENV_DATA_DIR} is set but empty; point it at the directory holding the {source.name} "
+                       "files, or unset it to use the system and download locations")
     root = Path(env_dir).expanduser()
+    if not root.is_dir():
+      raise FileNotFoundError(f"{ENV_DATA_DIR}={env_dir!r} is not a directory; point it at the directory holding "
+                              f"the {source.name} files ({', '.join(f.filename for f in source.files)}), or "
+                              "unset it")
     dirs += [root / n for n in source.dir_names] + [root]
   dirs += [Path(d) for d in source.system_dirs]
   dirs.append(download_dir(source.name, tfds_dir))

@@ -101,7 +101,8 @@ def apply(spec: str, arrays_by_split: Mapping[str, Mapping[str, np.ndarray]]) ->
   A single term returns views of the given arrays (callers pass arrays they own).
 
   Raises:
-    ValueError: ``spec`` is malformed, names an unknown split, or is out of range.
+    ValueError: ``spec`` is malformed, names an unknown split, is out of range
+      or selects no example.
   """
   parts: list[dict[str, np.ndarray]] = []
   for s in parse(spec):
@@ -110,6 +111,9 @@ def apply(spec: str, arrays_by_split: Mapping[str, Mapping[str, np.ndarray]]) ->
     arrays = arrays_by_split[s.split]
     n = len(next(iter(arrays.values())))
     start, stop = s.bounds(n)
+    if stop <= start:
+      raise ValueError(f"split {spec!r}: {s.spec} selects no example of the {n} in {s.split!r} "
+                       f"(examples {start} to {stop}); expected a non-empty range")
     parts.append({k: v[start:stop] for k, v in arrays.items()})
   if len(parts) == 1:
     return parts[0]

@@ -157,6 +157,49 @@ def build_loss(config: ml_collections.ConfigDict) -> jdl.losses.LossFn:
                               for head, name in heads.items()}, weights)
 
 
+def check_data(config: ml_collections.ConfigDict, splits: Mapping[str, Mapping[str, np.ndarray]], input_key: str,
+               task: str, num_outputs: int) -> None:
+  """Checks the loaded splits against the run before anything is compiled.
+
+  Every split has examples; the inputs are finite (a NaN would only show as a
+  diverged loss after an epoch); integer labels of a classification run lie in
+  ``[0, num_outputs)`` (0/1 for one logit), multi-hot labels have one column per
+  output.
+
+  Raises:
+    ValueError: naming the split, what was expected and what was found.
+  """
+  name = config.data.name
+  for role, arrays in splits.items():
+    where = f"data.{role}_split={config.data.get(f'{role}_split')!r} of {name}"
+    sizes = {k: len(v) for k, v in arrays.items()}
+    if not sizes or min(sizes.values()) == 0:
+      raise ValueError(f"{where}: selects no example; expected a non-empty split")
+    x = np.asarray(arrays.get(input_key))
+    if x.dtype.kind == "f":
+      bad = ~np.isfinite(x)
+      if bad.any():
+        first = int(np.argmax(bad.reshape(len(x), -1).any(axis=1)))
+        raise ValueError(f"{where}: {int(bad.sum())} input values are not finite (NaN or inf), the first in "
+                         f"example {first}; expected finite inputs (clean the data, or fix the data.transform)")
+    labels = arrays.get("label")
+    if labels is None or isinstance(labels, Mapping):
+      continue
+    labels = np.asarray(labels)
+    if task in ("classification", "binary"):
+      if labels.dtype.kind not in "iub" and not (labels.dtype.kind == "f" and np.all(labels == np.round(labels))):
+        raise ValueError(f"{where}: a classification run needs integer labels, got {labels.dtype} labels")
+      high = 2 if task == "binary" else num_outputs
+      low_, high_ = int(labels.min()), int(labels.max())
+      if low_ < 0 or high_ >= high:
+        what = "0 or 1 (one logit: binary)" if task == "binary" else f"in [0, {num_outputs}) (the model's outputs)"
+        raise ValueError(f"{where}: labels range over [{low_}, {high_}], expected {what}; set "
+                         "model.options.num_classes to the number of classes, or fix the data.transform")
+    elif task == "multilabel" and (labels.ndim != 2 or labels.shape[1] != num_outputs):
+      raise ValueError(f"{where}: multi-label targets have shape {labels.shape}, expected (N, {num_outputs}) "
+                       "(one column per output)")
+
+
 def resolve_task(config: ml_collections.ConfigDict, info: Any) -> str:
   """What the run predicts: ``classification``, ``binary``, ``multilabel``, ``regression`` or ``multi_output``.
 
@@ -234,6 +277,7 @@ def train_and_evaluate(
   wall_start = time.perf_counter()
   # Everything the config names is checked before the workdir is touched, the data
   # loaded or anything compiled: a misspelt metric or option fails in milliseconds.
+  config_lib.check(config)
   metric_specs = jdl.metrics.parse_specs(tuple(config.get("metrics", ()) or ()))
   transform = config.data.get("transform", "")
   if transform:
@@ -242,11 +286,8 @@ def train_and_evaluate(
     transforms.get(transform)
   progress = _bool_option(config.progress, "progress")
   nonfinite = config.get("nonfinite", "raise")
-  if nonfinite not in loop.NONFINITE_POLICIES:
-    raise ValueError(f"nonfinite: expected one of {', '.join(loop.NONFINITE_POLICIES)}, got {nonfinite!r}")
   on_device = _bool_option(config.data.on_device, "data.on_device")
   micro_batches = config.get("micro_batches", 1)
-  step.check_micro_batches(micro_batches, config.data.batch_size)
   policy = precision_lib.get_policy(config.get("precision", "float32"))
   run_plan = workdir_lib.plan(workdir, config, resume=resume, overwrite=overwrite)
   distributed.initialize(config)  # before anything touches a device
@@ -268,7 +309,12 @@ def train_and_evaluate(
 
   model_options = config.model.options.to_dict()
   num_classes = model_options.pop("num_classes", info.num_classes or 1)  # e.g. 1 logit for binary BCE
-  model = jdl.models.create(config.model.name, num_classes=num_classes, **model_options)
+  task = resolve_task(config, info)
+  check_data(config, splits, input_key, task, num_classes)
+  try:
+    model = jdl.models.create(config.model.name, num_classes=num_classes, **model_options)
+  except (TypeError, ValueError) as e:
+    raise type(e)(f"model.options: {e}") from None
   loss_fn = build_loss(config)
   batch_size = config.data.batch_size
   from jdl.data import pipeline  # pylint: disable=g-import-not-at-top
@@ -280,13 +326,18 @@ def train_and_evaluate(
     tx = jdl.optim.skip_nonfinite(tx, config.get("nonfinite_max_skips", 10))
 
   sample = step.scale_images({input_key: jnp.asarray(train_data[input_key][:1])}, input_key)[input_key]
-  state = create_train_state(model, tx, sample, seed=config.seed)
+  try:
+    state = create_train_state(model, tx, sample, seed=config.seed)
+  except Exception as e:  # pylint: disable=broad-except  # any failure to build the model from its options
+    options = ", ".join(f"{k}={v!r}" for k, v in config.model.options.to_dict().items()) or "none"
+    raise ValueError(f"model.options: model {config.model.name!r} cannot be built on inputs of shape "
+                     f"{tuple(sample.shape[1:])} with the options {options} ({type(e).__name__}: "
+                     f"{str(e).splitlines()[0][:300] if str(e) else ''})") from None
   if policy.needs_loss_scaling:
     state = step.with_loss_scale(state, precision_lib.DynamicLossScale.create(
         config.loss_scale.initial, growth_interval=config.loss_scale.growth_interval))
   # Placed before any restore: the checkpoint is read straight into this strategy's shardings.
   state = strategy.place_state(state)
-  task = resolve_task(config, info)
   example_metrics = step.example_metrics_for(task)
   names = ["loss", *(["accuracy"] if example_metrics is not step.no_metrics else [])]
   logged = {f"train_{k}" for k in names}

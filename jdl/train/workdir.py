@@ -336,6 +336,16 @@ def plan(workdir: str | os.PathLike[str], config: ml_collections.ConfigDict, *, 
 # --------------------------------------------------------------------------- #
 
 
+def _where_writable(path: pathlib.Path) -> str:
+  """Names the nearest existing directory above ``path`` and whether this process may write in it."""
+  parent = pathlib.Path(os.path.abspath(path))
+  while not parent.exists() and parent != parent.parent:
+    parent = parent.parent
+  if parent.is_dir() and not os.access(parent, os.W_OK):
+    return f" ({parent} is not writable by this user)"
+  return f" ({parent} does not accept new directories; choose a workdir on a writable disk)"
+
+
 def _alive(pid: int) -> bool:
   try:
     os.kill(pid, 0)
@@ -363,7 +373,7 @@ class RunLock:
     try:
       self.workdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-      raise OSError(f"workdir: cannot create {self.workdir}: {e.strerror or e}") from None
+      raise OSError(f"workdir: cannot create {self.workdir}: {e.strerror or e}{_where_writable(self.workdir)}") from None
     me = {"host": socket.gethostname(), "pid": os.getpid()}
     # The lock's content is written first and linked into place in one step, so a
     # lock file is never seen half-written and two processes cannot both link it.
@@ -371,7 +381,8 @@ class RunLock:
     try:
       tmp.write_text(json.dumps(me))
     except OSError as e:
-      raise OSError(f"workdir: cannot write in {self.workdir}: {e.strerror or e}") from None
+      raise OSError(f"workdir: cannot write in {self.workdir}: {e.strerror or e}{_where_writable(self.workdir)}"
+                    ) from None
     try:
       for _ in range(2):
         try:

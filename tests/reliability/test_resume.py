@@ -211,3 +211,21 @@ def test_a_sparser_checkpoint_schedule_still_resumes_bitwise(tiny_data, tmp_path
   jax.tree.map(np.testing.assert_array_equal, pa, pb)
   assert _summary(tmp_path / "cut")["test_loss"] == _summary(tmp_path / "straight")["test_loss"]
   assert _epochs_logged(tmp_path / "cut") == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # Orbax's async after a failed read
+def test_an_unreadable_latest_checkpoint_falls_back_to_the_one_before(tiny_data, tmp_path, monkeypatch, capsys):
+  assert _train(tmp_path / "straight", "--config.epochs=3") == 0
+  restore = _die_after(monkeypatch, 2)
+  assert _train(tmp_path / "cut", "--config.epochs=3") == 130
+  restore()
+  for f in (tmp_path / "cut" / "checkpoints" / "2" / "state" / "d").iterdir():  # a data file cut short
+    f.write_bytes(f.read_bytes()[:10])
+  capsys.readouterr()
+  assert _resume(tmp_path / "cut") == 0
+  err = capsys.readouterr().err
+  assert "checkpoint 2 in" in err and "cannot be read" in err and "falling back to checkpoint 1" in err
+  assert (tmp_path / "cut" / "checkpoints" / "2.unreadable").is_dir()  # set aside, not deleted
+  (_, a), (_, b) = _params(tmp_path / "straight"), _params(tmp_path / "cut")
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+  assert _epochs_logged(tmp_path / "cut") == [1, 2, 3]
