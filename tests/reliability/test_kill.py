@@ -1,0 +1,25 @@
+"""The kill harness, short: a few SIGKILLs of `jdl train` and `jdl bench run`, resumed; nothing lost.
+
+`benchmarks/kill_resume.py --kills 200` is the long version (benchmarks/results/kill_resume_cpu.md).
+"""
+
+import importlib.util
+import pathlib
+
+import pytest
+
+
+def _harness():
+  path = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "kill_resume.py"
+  spec = importlib.util.spec_from_file_location("kill_resume", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@pytest.mark.slow
+def test_random_kills_lose_nothing_and_resume_to_the_uninterrupted_result():
+  stats = _harness().run(kills=4, bench_kills=1, epochs=5, seed=1, log=lambda line: None)
+  assert stats["problems"] == [] and stats["bench"]["problems"] == []
+  assert stats["kills"] >= 4 and stats["bench"]["kills"] >= 1
+  assert stats["trials"] >= 1 and stats["bench"]["trials"] >= 1
