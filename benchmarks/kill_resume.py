@@ -234,9 +234,10 @@ def run(kills: int, bench_kills: int, epochs: int, seed: int, log=print) -> dict
     tmp = Path(tmp_name)
     experiment = tmp / "kill_harness.py"
     experiment.write_text(EXPERIMENT.format(epochs=epochs))
+    reference = _reference_train(tmp, experiment, env)  # also prepares the data
     start = time.perf_counter()
-    reference = _reference_train(tmp, experiment, env)
-    reference_seconds = time.perf_counter() - start
+    subprocess.run(_train_command(experiment, tmp / "warm"), env=env, check=True, capture_output=True)
+    reference_seconds = time.perf_counter() - start  # a whole run, start-up included
     template = _template(experiment)
     stats = {"kills": 0, "trials": 0, "problems": [], "restorable_checkpoints_seen": 0,
              "unfinished_checkpoints_seen": 0, "kills_before_first_checkpoint": 0, "trial_kills": [],
@@ -247,18 +248,22 @@ def run(kills: int, bench_kills: int, epochs: int, seed: int, log=print) -> dict
       command = _train_command(experiment, workdir)
       killed_here = 0
       while True:
-        delay = rng.uniform(0.0, reference_seconds * 1.2)
+        delay = rng.uniform(0.0, reference_seconds)
         if _kill_after(command, delay, env) == 0:
           break
         killed_here += 1
         stats["kills"] += 1
         found = check_workdir(workdir, template)
-        stats["problems"] += [f"trial {stats['trials']}, kill {killed_here}: {p}" for p in found["problems"]]
+        for problem in found["problems"]:
+          stats["problems"].append(f"trial {stats['trials']}, kill {killed_here} (after {delay:.2f} s): {problem}")
+          log(f"PROBLEM {stats['problems'][-1]}")
         stats["restorable_checkpoints_seen"] += found["restorable"]
         stats["unfinished_checkpoints_seen"] += found["ignored"]
         stats["kills_before_first_checkpoint"] += found["restorable"] == 0
       got = _final(workdir)
-      stats["problems"] += [f"trial {stats['trials']}: {p}" for p in _same(reference, got)]
+      for problem in _same(reference, got):
+        stats["problems"].append(f"trial {stats['trials']}: {problem}")
+        log(f"PROBLEM {stats['problems'][-1]}")
       stats["trial_kills"].append(killed_here)
       log(f"trial {stats['trials']}: {killed_here} kills, {stats['kills']} in all, "
           f"{len(stats['problems'])} problems")
@@ -275,7 +280,7 @@ def run(kills: int, bench_kills: int, epochs: int, seed: int, log=print) -> dict
       bench["trials"] += 1
       out = tmp / f"bench{bench['trials']}"
       while True:
-        if _kill_after(_bench_command(out), rng.uniform(0.0, bench_seconds * 1.2), env) == 0:
+        if _kill_after(_bench_command(out), rng.uniform(0.0, bench_seconds), env) == 0:
           break
         bench["kills"] += 1
         bench["problems"] += check_results(out)["problems"]

@@ -115,6 +115,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.distributed.initialization_timeout = 300  # seconds to wait for the other processes
 
   c.plot = True
+  # JAX's persistent compilation cache: a later run of the same programs loads them instead of
+  # compiling ($JDL_CACHE_DIR, else ~/.cache/jdl/xla). False: compile every time.
+  c.compilation_cache = True
   return c
 
 

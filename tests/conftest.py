@@ -5,6 +5,8 @@ import os
 # Tests see 8 simulated CPU devices; the single-device code paths still run on device 0.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# jdl train's persistent compilation cache: one per test process, never the user's.
+os.environ.setdefault("JDL_CACHE_DIR", os.path.join(__import__("tempfile").mkdtemp(prefix="jdl-xla-"), "xla"))
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

@@ -50,6 +50,8 @@ class FitResult:
     stopped_early: whether a callback stopped training.
     data_on_device: whether the training data lived on the device (epochs as
       ``lax.scan``) or streamed from the host.
+    loop_seconds: wall time of the epochs with everything around them
+      (evaluations, callbacks, checkpoints, logging), compilation excluded.
     nonfinite: with ``nonfinite="stop"``, where training stopped: ``step``,
       ``epoch``, ``metric`` and ``value`` of the first non-finite loss (the
       state is then the last finite epoch's only if it was kept; see ``fit``).
@@ -63,6 +65,7 @@ class FitResult:
   stopped_early: bool
   data_on_device: bool = True
   nonfinite: dict[str, Any] | None = None
+  loop_seconds: float = 0.0
 
 
 # Epochs of at least this many steps run as several chunks even without a progress bar,
@@ -143,8 +146,8 @@ class Evaluator:
       self._placed[key] = (arrays, blocks)  # holding `arrays` keeps its id from being reused
     return self._placed[key][1]
 
-  def sums(self, state: TrainState, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """Device sums of the loss and metrics, ``count``, and merged metric states; no host sync."""
+  def prepare(self, state: TrainState, arrays: Mapping[str, np.ndarray]) -> Any:
+    """Places ``arrays`` on the device(s) and compiles the evaluation for them; returns the program."""
     blocks = self._blocks(arrays)
     signature = jax.tree.map(lambda a: (a.shape, a.dtype), (state, blocks))
     signature = (jax.tree.structure(state), tuple(jax.tree.leaves(signature)))
@@ -152,7 +155,11 @@ class Evaluator:
       start = time.perf_counter()
       self._compiled[signature] = self.strategy.compile_eval(self.eval_fn, state, blocks)
       self.compile_seconds += time.perf_counter() - start
-    return self._compiled[signature](state, blocks)
+    return self._compiled[signature]
+
+  def sums(self, state: TrainState, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Device sums of the loss and metrics, ``count``, and merged metric states; no host sync."""
+    return self.prepare(state, arrays)(state, self._blocks(arrays))
 
   def __call__(self, state: TrainState, arrays: Mapping[str, np.ndarray], prefix: str = "") -> dict[str, float]:
     """Means of the loss and metrics over every example of ``arrays`` (``programs.eval_means``)."""
@@ -215,25 +222,6 @@ def _diverged(where: dict[str, Any], steps: int, policy: str) -> FloatingPointEr
       "(optimizer.clip_global_norm)")
 
 
-def _slow_in_scan(state: Any) -> bool:
-  """Whether the device-resident epoch would be slower than streaming: a convolution on a CPU.
-
-  XLA's CPU backend runs convolutions an order of magnitude slower inside the
-  epoch's ``lax.scan`` (a while loop) than in a program of one step (measured
-  on a 2-conv CNN: 5.3 s against 0.3 s per step); GPUs and TPUs do not. A
-  convolution is recognised by its kernel: a parameter named ``kernel`` with
-  3 or more axes (Dense kernels have 2), so nothing is traced.
-  """
-  if jax.default_backend() != "cpu":
-    return False
-  for path, leaf in jax.tree_util.tree_leaves_with_path(state.params):
-    key = path[-1] if path else None
-    name = getattr(key, "key", getattr(key, "name", None))
-    if name == "kernel" and np.ndim(leaf) >= 3:
-      return True
-  return False
-
-
 def fit(
     state: TrainState,
     train_step: StepFn,
@@ -273,9 +261,9 @@ def fit(
     seed: the shuffling seed; epoch ``e``'s order depends on ``(seed, e)`` only.
     callbacks: called after every epoch with its logs (early stopping,
       checkpoints).
-    data_on_device: ``'auto'`` (on the device when it fits, except for
-      convolutional models on a CPU, which XLA runs faster streamed), True or
-      False.
+    data_on_device: ``'auto'`` (on the device when it fits: an epoch is then
+      a compiled ``lax.scan``; convolutional models too, since ``jdl.nn.Conv``'s
+      gradients keep XLA's fast CPU kernels inside loops), True or False.
     progress: True: a live progress bar; None: a bar when stderr is a
       terminal, else one line per epoch; False: silent.
     initial_epoch: epochs already done (when resuming).
@@ -327,7 +315,7 @@ def fit(
   if (eval_step is None) != (eval_data is None):
     raise ValueError("eval_step and eval_data: give both or neither")
   if data_on_device == "auto":
-    on_device = pipeline.fits_on_device(train_data) and not _slow_in_scan(state)
+    on_device = pipeline.fits_on_device(train_data)
   else:
     on_device = bool(data_on_device)
 
@@ -360,9 +348,12 @@ def fit(
     raise ValueError(f"resume_within: {resume_within.steps} steps done of epoch {initial_epoch + 1} is not a "
                      f"boundary of its {num_chunks} chunks of {chunk_len} steps")
 
+  if evaluator is not None:
+    evaluator.prepare(run.state, eval_data)  # compiled now, not inside the first epoch's timing
   for cb in callbacks:
     cb.on_train_begin(run)
 
+  loop_start = time.perf_counter()
   train_seconds = 0.0
   stopped_early = False
   nonfinite_at = None
@@ -419,6 +410,9 @@ def fit(
           group = []
           drain(keep=1)
           interrupted(i + 1)
+    # The evaluation is dispatched behind the epoch's last chunk, before reading its metrics, so
+    # the host waits once for both.
+    eval_sums = evaluator.sums(run.state, eval_data) if evaluator is not None else None
     drain(keep=0)
     epoch_seconds = earlier_seconds + time.perf_counter() - start
     train_seconds += epoch_seconds
@@ -437,7 +431,7 @@ def fit(
     train_means = programs.train_means(stacked)
     logs.update({f"train_{k}": v for k, v in train_means.items()})
     if evaluator is not None:
-      logs.update(evaluator(run.state, eval_data, prefix="eval_"))
+      logs.update(programs.eval_means(jax.device_get(eval_sums), prefix="eval_"))
     logs["epoch_seconds"] = epoch_seconds
     logs["examples_per_second"] = examples_per_epoch / epoch_seconds
     run.history.append(logs)
@@ -457,6 +451,7 @@ def fit(
 
   for cb in callbacks:
     cb.on_train_end(run)
+  loop_seconds = time.perf_counter() - loop_start
   if evaluator is not None:
     compile_seconds += evaluator.compile_seconds
   epochs_run = run.epoch - initial_epoch
@@ -469,4 +464,5 @@ def fit(
       stopped_early=stopped_early,
       data_on_device=on_device,
       nonfinite=nonfinite_at,
+      loop_seconds=loop_seconds,
   )

@@ -56,7 +56,8 @@ def _is_run_file(name: str) -> bool:
 
 # Config fields a resumed run may change: they decide how long it trains and how
 # it is shown and kept, never what a step computes.
-SAFE_TO_CHANGE = ("epochs", "progress", "chunks_per_epoch", "plot", "checkpoint.keep", "checkpoint.every_seconds")
+SAFE_TO_CHANGE = ("epochs", "progress", "chunks_per_epoch", "plot", "checkpoint.keep", "checkpoint.every_seconds",
+                  "compilation_cache")
 
 NEW, RESUME, COMPLETE = "new", "resume", "complete"
 
@@ -304,7 +305,12 @@ def plan(workdir: str | os.PathLike[str], config: ml_collections.ConfigDict, *, 
     raise FileExistsError(f"workdir: {path} already holds a run; pass --resume to continue it "
                           "or --overwrite to delete it and start again")
   changed = differences(stored, config)
-  unsafe = [k for k in changed if k not in SAFE_TO_CHANGE]
+  # A field the run's config.json predates (a newer jdl) counts as unchanged at its default.
+  from jdl import config as config_lib  # pylint: disable=g-import-not-at-top
+
+  on_disk, defaults, now = _flat(stored), _flat(config_lib.base_config()), _flat(config)
+  unsafe = [k for k in changed if k not in SAFE_TO_CHANGE
+            and not (k not in on_disk and k in defaults and now.get(k) == defaults[k])]
   if unsafe:
     shown = ", ".join(f"{k} ({_flat(stored).get(k, '<absent>')!r} on disk, {_flat(config).get(k, '<absent>')!r} "
                       "now)" for k in unsafe[:8])

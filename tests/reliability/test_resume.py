@@ -229,3 +229,14 @@ def test_an_unreadable_latest_checkpoint_falls_back_to_the_one_before(tiny_data,
   (_, a), (_, b) = _params(tmp_path / "straight"), _params(tmp_path / "cut")
   jax.tree.map(np.testing.assert_array_equal, a, b)
   assert _epochs_logged(tmp_path / "cut") == [1, 2, 3]
+
+
+def test_a_run_from_before_a_new_config_field_still_resumes(tiny_data, tmp_path, monkeypatch):
+  restore = _die_after(monkeypatch, 1)
+  assert _train(tmp_path / "run", "--config.epochs=2") == 130
+  restore()
+  config = json.loads((tmp_path / "run" / "config.json").read_text())
+  del config["nonfinite"], config["checkpoint"]["every_seconds"]  # fields a newer jdl added
+  (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+  assert _resume(tmp_path / "run") == 0
+  assert _summary(tmp_path / "run")["epochs_completed"] == 2

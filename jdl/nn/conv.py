@@ -1,0 +1,174 @@
+"""Convolutions whose backward pass XLA's CPU backend runs fast, inside loops too.
+
+``lax.conv_general_dilated``'s gradients are convolutions too, but with their
+dimensions in unusual roles: the kernel gradient treats the batch as the
+feature dimension and the channels as the batch (``dim_labels=f01b_i01o->01bf``
+for an NHWC convolution), the input gradient reads the kernel as ``OI``. On a
+CPU, XLA calls its fast convolution kernels (Eigen, or XNNPACK) only for the
+canonical form ``b01f_01io->b01f``; in a program of one step its layout
+assignment physically transposes the operands to reach that form, but inside a
+``while`` loop (``lax.scan``: jdl's device-resident epoch) the operands' layouts
+are fixed by the loop and the gradient convolutions fall back to XLA's generic
+loop emitter, an order of magnitude slower (the upstream report
+jax-ml/jax#12868; measured here: 23× slower for a 2-conv CNN's step).
+
+``conv_general_dilated`` here has the same signature and values as
+``lax.conv_general_dilated``. For channel-last convolutions on a CPU
+(``NWC``/``NHWC``/``NDHWC`` inputs, ``WIO``/``HWIO``/``DHWIO`` kernels, no input
+dilation) it is a ``jax.custom_vjp`` whose two gradient convolutions are
+written in the canonical form, their operands transposed explicitly, so XLA
+runs all three with its fast kernels wherever they are: the input gradient is
+the output gradient convolved with the spatially flipped kernel (input and
+output channels swapped within each group); the kernel gradient convolves the
+input, channels as the batch, with the output gradient, the batch as the
+features. Strides, padding, kernel dilation and feature groups are handled. A depthwise
+convolution (one kernel per channel, MobileNet's) is a sum of shifted, strided
+slices times the per-channel weights instead: XLA's CPU convolution kernels take
+no grouped convolution, and its generic loop for them is slow in a step and in
+a loop alike, while the slices fuse into one pass over the data. The values and
+gradients equal ``lax.conv_general_dilated``'s (``tests/test_conv.py``). On GPUs
+and TPUs, and for other layouts, it is ``lax.conv_general_dilated`` itself.
+
+``jdl.nn.Conv`` uses it, so every convolution of the zoo (LeNet-5,
+``cnn_small``, ``cnn1d``, AlexNet, VGG, ResNet, MobileNetV2) gets it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+_LHS = {3: "NWC", 4: "NHWC", 5: "NDHWC"}
+_RHS = {3: "WIO", 4: "HWIO", 5: "DHWIO"}
+
+
+def _canonical_numbers(ndim: int) -> lax.ConvDimensionNumbers:
+  return lax.conv_dimension_numbers((1,) * ndim, (1,) * ndim, (_LHS[ndim], _RHS[ndim], _LHS[ndim]))
+
+
+def _is_channel_last(dimension_numbers: Any, ndim: int) -> bool:
+  if ndim not in _LHS:
+    return False
+  if dimension_numbers is None:
+    return False  # lax's default is NCHW
+  if isinstance(dimension_numbers, lax.ConvDimensionNumbers):
+    given = dimension_numbers
+  else:
+    given = lax.conv_dimension_numbers((1,) * ndim, (1,) * ndim, dimension_numbers)
+  return given == _canonical_numbers(ndim)
+
+
+def use_canonical_path() -> bool:
+  """Whether convolutions take the canonical-gradient path: on a CPU backend."""
+  return jax.default_backend() == "cpu"
+
+
+def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding: str | Sequence[tuple[int, int]],
+                         lhs_dilation: Sequence[int] | None = None, rhs_dilation: Sequence[int] | None = None,
+                         dimension_numbers: Any = None, feature_group_count: int = 1, batch_group_count: int = 1,
+                         precision: Any = None, preferred_element_type: Any = None) -> jax.Array:
+  """``lax.conv_general_dilated``, with gradients XLA's CPU backend runs fast in loops (module docstring)."""
+  ndim = np.ndim(lhs)
+  spatial = ndim - 2
+  plain = (lhs_dilation is None or all(d == 1 for d in lhs_dilation)) and batch_group_count == 1
+  if not (plain and use_canonical_path() and _is_channel_last(dimension_numbers, ndim)
+          and preferred_element_type is None):
+    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+                                    rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+                                    feature_group_count=feature_group_count, batch_group_count=batch_group_count,
+                                    precision=precision, preferred_element_type=preferred_element_type)
+  strides = tuple(int(s) for s in window_strides)
+  dilation = tuple(int(d) for d in (rhs_dilation or (1,) * spatial))
+  if isinstance(padding, str):
+    window = [(k - 1) * d + 1 for k, d in zip(np.shape(rhs)[:spatial], dilation)]
+    pads = tuple(tuple(int(p) for p in pair)
+                 for pair in lax.padtype_to_pads(np.shape(lhs)[1:-1], window, strides, padding))
+  else:
+    pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+  groups = int(feature_group_count)
+  if groups > 1 and groups == np.shape(lhs)[-1] == np.shape(rhs)[-1]:
+    return _depthwise(lhs, rhs, strides, pads, dilation)
+  return _conv(lhs, rhs, strides, pads, dilation, groups, precision)
+
+
+def _depthwise(x, w, strides, pads, dilation):
+  """A depthwise convolution (one kernel per channel) as a sum of shifted, strided slices.
+
+  ``y[n, p, c] = Σ_k x_pad[n, p·s + k·d, c] · w[k, 0, c]``: a few multiply-adds
+  per output that XLA fuses into one pass over the data, where its CPU
+  convolution kernels take grouped convolutions only through a generic loop
+  (and their gradients, with ``batch_group_count``, likewise). JAX's own rules
+  differentiate it (slices, pads and products), equally fusable.
+  """
+  spatial = x.ndim - 2
+  x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+  kernel = w.shape[:spatial]
+  out = [(x.shape[1 + i] - (kernel[i] - 1) * dilation[i] - 1) // strides[i] + 1 for i in range(spatial)]
+  y = None
+  for offsets in np.ndindex(*kernel):
+    start = (0, *(o * d for o, d in zip(offsets, dilation)), 0)
+    limit = (x.shape[0], *(st + (n - 1) * s + 1 for st, n, s in zip(start[1:-1], out, strides)), x.shape[-1])
+    part = lax.slice(x, start, limit, (1, *strides, 1)) * w[offsets + (0,)].reshape((1,) * (spatial + 1) + (-1,))
+    y = part if y is None else y + part
+  return y
+
+
+def _forward(x, w, strides, pads, dilation, groups, precision):
+  return lax.conv_general_dilated(x, w, strides, pads, rhs_dilation=dilation,
+                                  dimension_numbers=_canonical_numbers(x.ndim), feature_group_count=groups,
+                                  precision=precision)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
+def _conv(x, w, strides, pads, dilation, groups, precision):
+  return _forward(x, w, strides, pads, dilation, groups, precision)
+
+
+def _conv_fwd(x, w, strides, pads, dilation, groups, precision):
+  return _forward(x, w, strides, pads, dilation, groups, precision), (x, w)
+
+
+def _conv_bwd(strides, pads, dilation, groups, precision, residuals, g):
+  x, w = residuals
+  spatial = x.ndim - 2
+  numbers = _canonical_numbers(x.ndim)
+  kernel = w.shape[:spatial]
+  c_in, c_out = x.shape[-1], w.shape[-1]
+  in_shape, out_shape = x.shape[1:-1], g.shape[1:-1]
+  window = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
+  dilated_out = [(o - 1) * s + 1 for o, s in zip(out_shape, strides)]
+
+  # The input gradient: g, dilated by the strides, convolved with the flipped kernel whose input and
+  # output channels are swapped within each group: (*K, Cin/G, Cout) -> (*K, Cout/G, Cin).
+  w_flip = lax.rev(w, tuple(range(spatial)))
+  w_t = w_flip.reshape(kernel + (c_in // groups, groups, c_out // groups))
+  w_t = jnp.transpose(w_t, tuple(range(spatial)) + (spatial + 2, spatial + 1, spatial)).reshape(
+      kernel + (c_out // groups, c_in))
+  pads_x = []
+  for (lo, _), n, win, out in zip(pads, in_shape, window, dilated_out):
+    before = win - lo - 1
+    pads_x.append((before, n + win - 1 - out - before))
+  dx = lax.conv_general_dilated(g, w_t, (1,) * spatial, pads_x, lhs_dilation=strides, rhs_dilation=dilation,
+                                dimension_numbers=numbers, feature_group_count=groups, precision=precision)
+
+  # The kernel gradient: x with its channels as the batch (Cin, *S, N), convolved with g with its batch as
+  # the input features (*So, N, Cout), the window strided by the kernel dilation and dilated by the
+  # strides; each group of Cin pairs with its group of Cout (batch_group_count). Result (Cin/G, *K, Cout).
+  x_t = jnp.transpose(x, (x.ndim - 1,) + tuple(range(1, spatial + 1)) + (0,))
+  g_t = jnp.transpose(g, tuple(range(1, spatial + 1)) + (0, x.ndim - 1))
+  pads_w = []
+  for (lo, _), n, win, out in zip(pads, in_shape, window, dilated_out):
+    pads_w.append((lo, out - n + win - lo - 1))
+  dw = lax.conv_general_dilated(x_t, g_t, dilation, pads_w, rhs_dilation=strides, dimension_numbers=numbers,
+                                batch_group_count=groups, precision=precision)
+  dw = jnp.transpose(dw, tuple(range(1, spatial + 1)) + (0, x.ndim - 1))
+  return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
