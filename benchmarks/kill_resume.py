@@ -11,7 +11,9 @@ model's state is 13 MB, so a save takes a good part of an epoch), while
 After every kill:
 
 * every checkpoint directory on disk is either complete and restorable, or
-  one Orbax did not finish (a temporary name) and that restores ignore;
+  one Orbax did not finish (a temporary name, or, seen too: its final name
+  without all its items) that the restore skips: ``--resume`` restores the
+  latest complete checkpoint;
 * `summary.json` and `config.json`, if present, are whole JSON;
 * `metrics.jsonl` has each epoch at most once among its complete lines
   (a last line cut short is allowed: readers skip it);
@@ -116,22 +118,32 @@ def check_workdir(workdir: Path, template: Any) -> dict[str, Any]:
         problems.append(f"metrics.jsonl has a broken complete line: {line[:80]!r}")
     if len(epochs) != len(set(epochs)):
       problems.append(f"metrics.jsonl logs an epoch twice: {epochs}")
-  restorable = ignored = 0
+  restorable: list[int] = []
+  incomplete = unfinished = 0
   directory = workdir / "checkpoints"
   if directory.is_dir():
     names = [p.name for p in directory.iterdir() if p.is_dir()]
-    ignored = sum(1 for n in names if not n.isdigit())
+    unfinished = sum(1 for n in names if not n.isdigit())  # Orbax's temporary names
     ckpt = Checkpointer(directory)
     try:
       for epoch in sorted(int(n) for n in names if n.isdigit()):
         try:
           ckpt.restore(template, epoch)
-          restorable += 1
+          restorable.append(epoch)
+        except Exception:  # pylint: disable=broad-except  # a save cut short under its final name
+          incomplete += 1
+      if restorable or incomplete:
+        # What --resume restores: the latest checkpoint that reads, skipping any that does not.
+        try:
+          _, meta = ckpt.restore(template)
+          if not restorable or meta["epoch"] != restorable[-1]:
+            problems.append(f"the restore took epoch {meta['epoch']}, not the latest complete {restorable[-1:]}")
         except Exception as e:  # pylint: disable=broad-except
-          problems.append(f"checkpoint {epoch} is on disk under its final name but cannot be restored: {e}")
+          if restorable:
+            problems.append(f"the restore failed although checkpoints {restorable} are complete: {e}")
     finally:
       ckpt.close()
-  return {"problems": problems, "restorable": restorable, "ignored": ignored}
+  return {"problems": problems, "restorable": len(restorable), "incomplete": incomplete, "ignored": unfinished}
 
 
 def check_results(out: Path) -> dict[str, Any]:
@@ -240,7 +252,8 @@ def run(kills: int, bench_kills: int, epochs: int, seed: int, log=print) -> dict
     reference_seconds = time.perf_counter() - start  # a whole run, start-up included
     template = _template(experiment)
     stats = {"kills": 0, "trials": 0, "problems": [], "restorable_checkpoints_seen": 0,
-             "unfinished_checkpoints_seen": 0, "kills_before_first_checkpoint": 0, "trial_kills": [],
+             "unfinished_checkpoints_seen": 0, "incomplete_checkpoints_skipped": 0,
+             "kills_before_first_checkpoint": 0, "trial_kills": [],
              "reference_seconds": reference_seconds}
     while stats["kills"] < kills:
       stats["trials"] += 1
@@ -259,6 +272,7 @@ def run(kills: int, bench_kills: int, epochs: int, seed: int, log=print) -> dict
           log(f"PROBLEM {stats['problems'][-1]}")
         stats["restorable_checkpoints_seen"] += found["restorable"]
         stats["unfinished_checkpoints_seen"] += found["ignored"]
+        stats["incomplete_checkpoints_skipped"] += found["incomplete"]
         stats["kills_before_first_checkpoint"] += found["restorable"] == 0
       got = _final(workdir)
       for problem in _same(reference, got):

@@ -285,6 +285,19 @@ def _get(config: ml_collections.ConfigDict, key: str) -> Any:
   return node
 
 
+def _check_known_fields(config: Any, base: Any, prefix: str = "") -> None:
+  """A field ``jdl train`` does not know is a typo (an experiment file's too), except in free-form groups."""
+  for key in config.keys():
+    name = f"{prefix}{key}"
+    if key not in base:
+      raise ValueError(f"config: no field {name!r}{_did_you_mean(str(key), base)} (set in the experiment file); "
+                       f"known fields{' of ' + prefix[:-1] if prefix else ''}: {', '.join(sorted(base.keys()))}")
+    value = config[key]
+    if isinstance(value, ml_collections.ConfigDict) and name not in _OPEN_KEYS and isinstance(
+        base[key], ml_collections.ConfigDict):
+      _check_known_fields(value, base[key], f"{name}.")
+
+
 def check(config: ml_collections.ConfigDict) -> None:
   """Checks every field ``jdl train`` reads, before anything is loaded, written or compiled.
 
@@ -298,6 +311,7 @@ def check(config: ml_collections.ConfigDict) -> None:
   Raises:
     ValueError, TypeError: naming the field, what was expected and what was given.
   """
+  _check_known_fields(config, base_config())
   for key, low in (("epochs", 1), ("data.batch_size", 1), ("data.eval_batch_size", 1), ("chunks_per_epoch", 1),
                    ("checkpoint.keep", 1), ("early_stopping.patience", 0), ("nonfinite_max_skips", 1), ("optimizer.accumulate_steps", 1)):
     _int_at_least(config, key, low)

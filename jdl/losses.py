@@ -778,6 +778,13 @@ def weighted(losses: Mapping[str, str | LossFn], weights: Mapping[str, float] | 
   return WeightedLoss(losses, weights)
 
 
+def with_heads(loss_fn: LossFn, outputs: Any, batch: Mapping[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """``(per-example loss, {head: per-example loss})``: the heads of a :class:`WeightedLoss`, else none."""
+  if isinstance(loss_fn, WeightedLoss):
+    return loss_fn.with_heads(outputs, batch)
+  return loss_fn(outputs, batch), {}
+
+
 def with_regularizer(loss_fn: str | LossFn, regularizer: Regularizer | None = None, *,
                      reduce: Callable[[jax.Array, Any], jax.Array] | None = None,
                      ) -> Callable[[Any, Any, Mapping[str, Any]], tuple[jax.Array, dict[str, jax.Array]]]:
@@ -785,9 +792,10 @@ def with_regularizer(loss_fn: str | LossFn, regularizer: Regularizer | None = No
 
   .. math:: J(\theta) = \frac{\sum_i m_i \ell_i}{\sum_i m_i} + R(\theta)
 
-  The penalty is added once per batch, not per example. Under data
-  parallelism each device adds the same :math:`R`, so averaging gradients over
-  devices keeps one copy of :math:`\nabla R`. This is the objective
+  The penalty is added once per batch, not per example. Under ``pmap`` each
+  device adds :math:`R/n` (the train step scales the regularizer by its share)
+  and the gradients are summed over the :math:`n` devices, so :math:`\nabla R`
+  counts once. This is the objective
   ``jdl.train.make_train_step`` differentiates.
 
   Args:
@@ -822,12 +830,8 @@ def with_regularizer(loss_fn: str | LossFn, regularizer: Regularizer | None = No
 
   def objective(params: Any, outputs: Any, batch: Mapping[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
     mask = batch.get("mask")
-    aux: dict[str, jax.Array] = {}
-    if isinstance(loss_fn, WeightedLoss):
-      per_example, heads = loss_fn.with_heads(outputs, batch)
-      aux.update({f"loss/{head}": reduce(values, mask) for head, values in heads.items()})
-    else:
-      per_example = loss_fn(outputs, batch)
+    per_example, heads = with_heads(loss_fn, outputs, batch)
+    aux: dict[str, jax.Array] = {f"loss/{head}": reduce(values, mask) for head, values in heads.items()}
     data_loss = reduce(per_example, mask)
     aux["loss"] = data_loss
     if regularizer is None:

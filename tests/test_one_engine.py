@@ -113,16 +113,18 @@ def test_the_checkpoint_monitor_and_its_mode_are_decided_together():
   assert experiment.resolve_monitor(group, {"train_loss"}, "checkpoint") == (None, "max")
 
 
-def test_a_regression_run_keeps_its_lowest_loss_checkpoint_as_the_best(tmp_path, monkeypatch):
+def test_a_regression_run_keeps_its_lowest_loss_checkpoint_as_the_best(tmp_path):
   config = config_lib.load_experiment("diabetes_regression")
   config.checkpoint.monitor = "eval_accuracy"  # the default, which a regression run does not log
-  config.epochs, config.progress, config.plot = 4, "false", False
+  config.checkpoint.every_seconds, config.checkpoint.keep = 0.0, 1  # every epoch saved, the latest kept
+  config.epochs, config.progress, config.plot = 6, "false", False
   summary = experiment.train_and_evaluate(config, tmp_path / "run")
   ckpt = Checkpointer(tmp_path / "run" / "checkpoints", monitor="eval_loss", mode="min")
   best = ckpt.best_epoch()
   ckpt.close()
   losses = {h["epoch"]: h["eval_loss"] for h in summary["history"]}
   assert best == min(losses, key=losses.get)
+  assert best != max(losses, key=losses.get)  # the bug kept the highest loss as the best
 
 
 def test_the_task_comes_from_the_dataset_and_the_config():
@@ -193,3 +195,24 @@ def test_a_batch_transform_runs_inside_the_step_before_the_forward_pass():
   jax.tree.map(np.testing.assert_array_equal, got.params, want.params)
   assert len(keys) == 1  # traced once, with a key derived from the state
   assert with_transform.replace(input_key="image").config.input_key == "image"
+
+
+def test_the_smoke_suites_digits_run_is_the_jdl_train_run(tmp_path):
+  # The smoke suite's own workload, budget, tuning seed and first adam trial, against `jdl train`.
+  from jdl.bench import search, suite as suite_lib
+
+  smoke = suite_lib.get_suite("smoke")
+  wl = workloads.get_workload("digits_logreg").with_budget(**smoke.budgets["digits_logreg"])
+  hp = search.draw_trials(search.get_optimizer("adam"), smoke.trials, method=smoke.search, tune=smoke.tune)[0]
+  (bench,) = engine.train_runs(wl, workloads.build(wl), "adam", [engine.RunSpec(hp, smoke.tuning_seed)])
+  config = _digits_config(0, optimizer="adam", **{k: v for k, v in hp.items() if k != "learning_rate"})
+  config.optimizer.learning_rate = hp["learning_rate"]
+  config.seed = smoke.tuning_seed
+  steps_per_epoch = 40  # 1,294 training examples, batch 32
+  config.epochs = wl.steps // steps_per_epoch
+  summary = experiment.train_and_evaluate(config, tmp_path / "run")
+  at_epochs = [bench.curves["step"].index(h["step"]) for h in summary["history"]]  # evaluated every 20 steps
+  np.testing.assert_allclose([bench.curves["valid_loss"][i] for i in at_epochs],
+                             [h["eval_loss"] for h in summary["history"]], rtol=1e-5)
+  assert [bench.curves["valid_accuracy"][i] for i in at_epochs] == pytest.approx(
+      [h["eval_accuracy"] for h in summary["history"]], abs=1e-9)

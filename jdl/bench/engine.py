@@ -250,23 +250,20 @@ def _finite_or_none(x: float) -> float | None:
 
 
 def _per_run_means(sums: Mapping[str, Any], size: int, vmapped: bool) -> dict[str, np.ndarray]:
-  """``{metric: [runs]}``: each run's evaluation means (``programs.eval_means``) from (vmapped) sums."""
+  """``{metric: [runs]}``: ``programs.eval_means`` of every run's (vmapped) sums."""
   from jdl.train import programs  # pylint: disable=g-import-not-at-top
 
-  sums = dict(sums)
-  states = sums.pop("metrics", None)
   lead = (lambda x: np.asarray(x)) if vmapped else (lambda x: np.asarray(x)[None])
-  # programs.eval_means of the plain sums, for every run at once: sum / max(count, 1).
-  count = np.maximum(lead(sums.pop("count")).astype(np.float64), 1.0)
-  out = {k: lead(v).astype(np.float64) / count for k, v in sums.items()}
-  if states:
-    rows = [programs.eval_means({"count": 1.0, "metrics": jax.tree.map(lambda x, r=r: lead(x)[r], states)})
-            for r in range(size)]
+  sums = {k: v if k == "metrics" else lead(v) for k, v in sums.items()}
+  out = programs.eval_means({k: v for k, v in sums.items() if k != "metrics"})  # every run at once
+  if sums.get("metrics"):
+    rows = [programs.eval_means({"count": 1.0, "metrics": jax.tree.map(lambda x, r=r: lead(x)[r],
+                                                                       sums["metrics"])}) for r in range(size)]
     out.update({k: np.asarray([row[k] for row in rows], np.float64) for k in rows[0]})
   return out
 
 
-def _group_static(opt: search.BenchOptimizer, plan: search.TracePlan, hp: Mapping[str, Any]) -> dict[str, Any]:
+def _group_static(plan: search.TracePlan, hp: Mapping[str, Any]) -> dict[str, Any]:
   names = plan.traced_names()
   return {k: v for k, v in hp.items() if k not in names}
 
@@ -302,12 +299,12 @@ def train_runs(workload: Workload, problem: Problem, optimizer: search.BenchOpti
   plan = plan or search.trace_plan(opt, runs[0].hparams)
   groups: dict[Any, list[int]] = {}
   for i, r in enumerate(runs):
-    static = _group_static(opt, plan, r.hparams)
+    static = _group_static(plan, r.hparams)
     groups.setdefault(tuple(sorted((k, repr(v)) for k, v in static.items())), []).append(i)
   results: list[RunResult | None] = [None] * len(runs)
   for members in groups.values():
     group = [runs[i] for i in members]
-    static = _group_static(opt, plan, group[0].hparams)
+    static = _group_static(plan, group[0].hparams)
     size = max(program_size or len(group), 1)
     if not vmap:
       size = 1

@@ -60,14 +60,9 @@ class BenchOptimizer:
       raise TypeError(f"optimizer name: expected a non-empty string, got {self.name!r}")
     if not callable(self.factory):
       raise TypeError(f"optimizer {self.name!r}: factory must be callable, got {self.factory!r}")
-    check_search_space(f"optimizer {self.name!r}", self.search_space)
+    import jdl.optim  # pylint: disable=g-import-not-at-top
 
-
-def check_search_space(where: str, space: Any) -> None:
-  """Raises ValueError/TypeError unless ``space`` is a valid search space (``jdl.optim.check_search_space``)."""
-  import jdl.optim  # pylint: disable=g-import-not-at-top
-
-  jdl.optim.check_search_space(where, space)
+    jdl.optim.check_search_space(f"optimizer {self.name!r}", self.search_space)
 
 
 _OPTIMIZERS: dict[str, BenchOptimizer] = {}

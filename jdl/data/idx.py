@@ -118,9 +118,7 @@ def read_idx_with_checksums(path: str | os.PathLike[str], *, ndim: int | None = 
     ValueError: the file is not a valid IDX file, or has the wrong number of dimensions.
   """
   raw, data = _read_bytes(path)
-  array = parse_idx(data, source=os.fspath(path), ndim=ndim)
-  if ndim is not None and array.ndim != ndim:
-    raise ValueError(f"IDX file {os.fspath(path)}: expected {ndim} dimensions, found {array.ndim} (shape {array.shape})")
+  array = parse_idx(data, source=os.fspath(path), ndim=ndim)  # checks the dimensions against ndim
   content_sha = hashlib.sha256(data).hexdigest()
   file_sha = content_sha if raw is data else hashlib.sha256(raw).hexdigest()
   return IdxContents(array, file_sha, content_sha)

@@ -267,7 +267,9 @@ def resolve_monitor(config_group: ml_collections.ConfigDict, logged: set[str], w
   mode = config_group.mode
   if monitor is None:
     return None, "max"
-  if monitor not in logged:
+  # Streamed metrics with several values are logged as <key>_<class or field> (jdl.metrics.compute_all).
+  if monitor not in logged and not any(monitor.startswith(f"{name}_") for name in logged if name.startswith("eval_")
+                                       and name not in ("eval_loss", "eval_accuracy")):
     if monitor != "eval_accuracy":
       raise ValueError(f"{who}.monitor: the run does not log {monitor!r}; it logs {', '.join(sorted(logged))}")
     if "eval_loss" not in logged:  # no evaluation split: keep the latest checkpoints only
@@ -371,10 +373,13 @@ def train_and_evaluate(
   state = strategy.place_state(state)
   example_metrics = step.example_metrics_for(task)
   names = ["loss", *(["accuracy"] if example_metrics is not step.no_metrics else [])]
+  names += [f"loss/{head}" for head in (config.get("losses") or {})]  # a dict of losses logs each head's
   logged = {f"train_{k}" for k in names}
   if config.data.get("eval_split"):
     logged |= {f"eval_{k}" for k in names} | {f"eval_{spec.key}" for spec in metric_specs}
   checkpoint_monitor = resolve_monitor(config.checkpoint, logged, "checkpoint") if config.checkpoint.enabled else None
+  early_monitor = (resolve_monitor(config.early_stopping, logged, "early_stopping")
+                   if config.early_stopping.enabled else None)
   precision = None if policy.compute_dtype == jnp.float32 else policy
   train_step = step.make_train_step(apply_fn=model.apply, loss_fn=loss_fn, tx=tx, input_key=input_key,
                                     example_metrics=example_metrics, axis_name=strategy.axis_name,
@@ -387,7 +392,8 @@ def train_and_evaluate(
     distributed.barrier("jdl_workdir_ready")
     result, early = _train(config, workdir, resume=run_plan.mode == workdir_lib.RESUME, primary=primary,
                            state=state, train_step=train_step, eval_step=eval_step, splits=splits,
-                           strategy=strategy, checkpoint_monitor=checkpoint_monitor, progress=progress,
+                           strategy=strategy, checkpoint_monitor=checkpoint_monitor, early_monitor=early_monitor,
+                           progress=progress,
                            on_device=on_device, interrupt=guard.requested)
     summary = _finish(config, workdir, result, early, splits=splits, eval_step=eval_step, strategy=strategy,
                       primary=primary, data_seconds=data_seconds, wall_start=wall_start,
@@ -404,7 +410,7 @@ def _restore(checkpointer, state, workdir, primary):
   ``PartialEpoch`` of an epoch a signal cut short, or None. An interrupted
   checkpoint older than the latest epoch checkpoint is stale and removed.
   """
-  from jdl.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
+  from jdl.checkpoint import CheckpointError, Checkpointer  # pylint: disable=g-import-not-at-top
 
   interrupted_dir = workdir / workdir_lib.INTERRUPTED
   latest = checkpointer.latest_epoch()
@@ -412,24 +418,31 @@ def _restore(checkpointer, state, workdir, primary):
     interrupted = Checkpointer(interrupted_dir, keep=1, async_save=False)
     try:
       partial_state, meta = interrupted.restore(state)
+    except (CheckpointError, KeyError, ValueError) as e:  # damaged (a kill while it was written or removed)
+      workdir_lib.note(f"the interrupted epoch's checkpoint in {interrupted_dir} cannot be read ({e}); "
+                       "resuming from the latest epoch checkpoint instead")
+      meta = None
     finally:
       interrupted.close()
-    if latest is None or int(meta["epoch"]) >= latest:
+    if meta is not None and (latest is None or int(meta["epoch"]) >= latest):
       return partial_state, meta, loop.PartialEpoch.from_json(meta["partial"])
     if primary:
       shutil.rmtree(interrupted_dir)
+    if latest is None:  # nothing else to resume from: the run starts again (as the plan would have)
+      return state, {"epoch": 0, "history": [], "callbacks": {}}, None
   state, meta = checkpointer.restore(state, set_aside_unreadable=primary)
   return state, meta, None
 
 
 def _train(config, workdir, *, resume, primary, state, train_step, eval_step, splits, strategy, checkpoint_monitor,
-           progress, on_device, interrupt=None):
+           early_monitor, progress, on_device, interrupt=None):
   """Sets up the callbacks and checkpoints, restores a resumed run, writes config.json and trains."""
   callbacks: list[callbacks_lib.Callback] = []
   early = None
   if config.early_stopping.enabled:
     es = config.early_stopping
-    early = callbacks_lib.EarlyStopping(monitor=es.monitor, patience=es.patience, mode=es.mode,
+    monitor, mode = early_monitor
+    early = callbacks_lib.EarlyStopping(monitor=monitor, patience=es.patience, mode=mode,
                                         min_delta=es.min_delta, restore_best=es.restore_best)
     callbacks.append(early)
   checkpointer = None
@@ -483,11 +496,7 @@ def _train(config, workdir, *, resume, primary, state, train_step, eval_step, sp
         history=history, log_fn=log_fn, strategy=strategy, nonfinite=config.get("nonfinite", "raise"),
         interrupt=interrupt, resume_within=resume_within,
     )
-    if result.nonfinite is not None and checkpointer is not None and checkpointer.latest_epoch() is not None:
-      # Stopped on a non-finite loss: the summary evaluates the last finite state, the latest checkpoint.
-      checkpointer.wait()
-      restored, _ = checkpointer.restore(state_template)
-      result.state = restored
+
   finally:
     if metrics_file is not None:
       metrics_file.close()

@@ -18,6 +18,7 @@ processes (only process 0 shows progress).
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -53,8 +54,8 @@ class FitResult:
     loop_seconds: wall time of the epochs with everything around them
       (evaluations, callbacks, checkpoints, logging), compilation excluded.
     nonfinite: with ``nonfinite="stop"``, where training stopped: ``step``,
-      ``epoch``, ``metric`` and ``value`` of the first non-finite loss (the
-      state is then the last finite epoch's only if it was kept; see ``fit``).
+      ``epoch``, ``batch``, ``metric`` and ``value`` of the first non-finite
+      loss; ``state`` is then the last finite epoch's.
   """
 
   state: TrainState
@@ -277,10 +278,13 @@ def fit(
       data-parallel devices. ``state`` may be placed already
       (``strategy.place_state``) or not.
     nonfinite: what a non-finite training loss does, checked at the end of
-      every epoch: ``"raise"`` (``FloatingPointError`` naming the first bad
-      step), ``"stop"`` (training ends before that epoch is logged or seen by
-      any callback, so no checkpoint holds it; ``FitResult.nonfinite`` says
-      where) or ``"skip"`` (the optimizer is expected to skip such steps,
+      every chunk (and a non-finite evaluation loss after every epoch):
+      ``"raise"`` (``FloatingPointError`` naming the first bad step),
+      ``"stop"`` (training ends before that epoch is logged or seen by any
+      callback; the run ends with the last finite epoch's state, of which a
+      copy is kept each epoch, and the checkpoint callback writes that epoch
+      if its schedule had not; ``FitResult.nonfinite`` says where) or
+      ``"skip"`` (the optimizer is expected to skip such steps,
       ``jdl.optim.skip_nonfinite``: they are left out of the epoch's means and
       counted as ``train_skipped_steps``; a loss that is still non-finite
       raises).
@@ -336,17 +340,16 @@ def fit(
   chunk_len = steps // num_chunks
   if on_device:
     data_dev = strategy.place_data(train_data)
-    idx_shape = jax.ShapeDtypeStruct((steps, batch_size), jnp.int32)
-    compiled = strategy.compile_chunk(train_step, run.state, data_dev, strategy.place_indices(
-        jnp.zeros(idx_shape.shape, idx_shape.dtype)), chunk_len)
+    compiled = strategy.compile_chunk(train_step, run.state, data_dev,
+                                      strategy.place_indices(np.zeros((steps, batch_size), np.int32)), chunk_len)
   else:
     compiled = strategy.compile_step(
         train_step, run.state, {k: jax.ShapeDtypeStruct((batch_size,) + np.shape(v)[1:], np.asarray(v).dtype)
                                 for k, v in train_data.items()})
   compile_seconds += time.perf_counter() - t0
-  if resume_within is not None and (resume_within.steps % chunk_len or not 0 < resume_within.steps < steps):
-    raise ValueError(f"resume_within: {resume_within.steps} steps done of epoch {initial_epoch + 1} is not a "
-                     f"boundary of its {num_chunks} chunks of {chunk_len} steps")
+  if resume_within is not None and not 0 < resume_within.steps < steps:
+    raise ValueError(f"resume_within: {resume_within.steps} steps done of epoch {initial_epoch + 1}; expected "
+                     f"between 1 and {steps - 1}")
 
   if evaluator is not None:
     evaluator.prepare(run.state, eval_data)  # compiled now, not inside the first epoch's timing
@@ -371,20 +374,27 @@ def fit(
       stacked.append({k: np.asarray(v) for k, v in resume_within.metrics.items()})
       progress_.update(first_step, {}, 0.0)
 
+    # The last finite state, for nonfinite="stop" (the live state's buffers go to the next chunk).
+    last_good = jax.tree.map(jnp.copy, run.state) if nonfinite == "stop" else None
+    bad: dict[str, Any] | None = None
+
     def drain(keep: int) -> None:
+      nonlocal bad
       while len(pending) > keep:
         k, dev = pending.pop(0)
         host = jax.device_get(dev)
         stacked.append(host)
         elapsed = time.perf_counter() - start
         done = sum(np.size(next(iter(m.values()))) for m in stacked)
+        if bad is None:  # checked chunk by chunk: training stops at the end of the first bad chunk
+          bad = _first_nonfinite(programs.kept_losses(stacked), epoch, steps)
         progress_.update(k, {f"train_{m}": float(np.mean(v)) for m, v in host.items()},
                          done * batch_size / max(elapsed + earlier_seconds, 1e-9))
 
     def interrupted(done: int) -> None:
       """Raises ``Interrupted`` after saving where the epoch stands, if an interruption was asked for."""
       reason = interrupt() if interrupt is not None else None
-      if not reason or done >= steps:
+      if not reason or done >= steps or bad is not None:
         return
       drain(keep=0)
       partial = PartialEpoch(epoch=epoch, steps=done, seconds=earlier_seconds + time.perf_counter() - start,
@@ -395,7 +405,17 @@ def fit(
 
     if on_device:
       idx_SxB = strategy.place_indices(idx_SxB)
-      for c in range(first_step // chunk_len, num_chunks):
+      first_chunk = -(-first_step // chunk_len)
+      if first_step % chunk_len:
+        # Resumed where another chunking stopped (a progress bar then, none now): the steps up to the
+        # next boundary as one program of their own.
+        head_len = first_chunk * chunk_len - first_step
+        head = strategy.compile_chunk(train_step, run.state, data_dev, idx_SxB, head_len)
+        run.state, metrics = head(run.state, data_dev, idx_SxB, strategy.index(first_step))
+        pending.append((head_len, metrics))
+      for c in range(first_chunk, num_chunks):
+        if bad is not None:
+          break
         run.state, metrics = compiled(run.state, data_dev, idx_SxB, strategy.index(c * chunk_len))
         pending.append((chunk_len, metrics))
         drain(keep=1)  # read chunk c-1 while chunk c runs
@@ -409,29 +429,40 @@ def fit(
           pending.append((len(group), jax.tree.map(lambda *xs: jnp.stack(xs), *group)))
           group = []
           drain(keep=1)
+          if bad is not None:
+            break
           interrupted(i + 1)
     # The evaluation is dispatched behind the epoch's last chunk, before reading its metrics, so
     # the host waits once for both.
-    eval_sums = evaluator.sums(run.state, eval_data) if evaluator is not None else None
+    eval_sums = evaluator.sums(run.state, eval_data) if evaluator is not None and bad is None else None
     drain(keep=0)
     epoch_seconds = earlier_seconds + time.perf_counter() - start
     train_seconds += epoch_seconds
 
     logs: dict[str, Any] = {"epoch": epoch, "step": epoch * steps}
-    bad = _first_nonfinite(programs.kept_losses(stacked), epoch, steps)
+    if bad is None:
+      logs.update({f"train_{k}": v for k, v in programs.train_means(stacked).items()})
+      if evaluator is not None:
+        logs.update(programs.eval_means(jax.device_get(eval_sums), prefix="eval_"))
+        if not math.isfinite(logs.get("eval_loss", 0.0)):
+          bad = {"step": epoch * steps, "epoch": epoch, "batch": steps, "metric": "eval_loss",
+                 "value": logs["eval_loss"]}
     if bad is not None:
       if nonfinite != "stop":
         raise _diverged(bad, steps, nonfinite)
-      # The epoch is not logged and no callback sees it: its state is not saved.
-      nonfinite_at, stopped_early, run.epoch = bad, True, epoch - 1
+      # The bad epoch is not logged and no callback sees it; the run ends with the last finite
+      # state, whose epoch checkpoint is written now if the schedule had not written it.
+      nonfinite_at, stopped_early = bad, True
+      resumed_part = resume_within is not None and epoch == initial_epoch + 1
+      run.state, run.epoch = last_good, epoch - 1
+      if not resumed_part:
+        for cb in callbacks:
+          cb.on_interrupt(run, None)
       if jax.process_index() == 0 and progress is not False:
         print(f"jdl: stopping: {bad['metric']} is {bad['value']} at step {bad['step']} (epoch {epoch}); "
-              "the last checkpoint is the last finite state", file=sys.stderr, flush=True)
+              f"the run ends with the state of epoch {epoch - 1}, the last finite one", file=sys.stderr,
+              flush=True)
       break
-    train_means = programs.train_means(stacked)
-    logs.update({f"train_{k}": v for k, v in train_means.items()})
-    if evaluator is not None:
-      logs.update(programs.eval_means(jax.device_get(eval_sums), prefix="eval_"))
     logs["epoch_seconds"] = epoch_seconds
     logs["examples_per_second"] = examples_per_epoch / epoch_seconds
     run.history.append(logs)

@@ -15,8 +15,9 @@
 
 In a multi-process run the processes must stop at the same step, so the guard
 asks JAX's coordination service (``multihost_utils.reached_preemption_sync_point``),
-which SLURM's and the cluster's preemption notices reach, instead of a local
-flag.
+which SLURM's and the cluster's preemption notices (SIGTERM) reach, instead of a
+local flag; a Ctrl-C there stops that process at once (the others cannot be
+told to stop at the same step).
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ class SignalGuard:
   def _handle(self, signum: int, frame: Any) -> None:
     del frame
     name = _SIGNALS.get(signum, str(signum))
+    if self._multi:
+      # One process's Ctrl-C cannot make the others stop at the same step (they would wait for it in
+      # the checkpoint's collectives): stop at once; SIGTERM goes through JAX's preemption service.
+      raise KeyboardInterrupt(f"{name} in a multi-process run: stopping at once")
     if self.reason is not None:  # the second one: go now
       if signum == signal.SIGINT:
         raise KeyboardInterrupt(f"second {name}: stopping at once")

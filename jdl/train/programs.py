@@ -110,10 +110,15 @@ def eval_means(sums: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
   """
   sums = dict(sums)
   states = sums.pop("metrics", {})
-  count = float(sums.pop("count"))
-  out = {f"{prefix}{k}": float(v) / max(count, 1.0) for k, v in sums.items()}
+  count = np.maximum(np.asarray(sums.pop("count"), np.float64), 1.0)
+  # Scalars for one run; arrays, element by element, for the stacked sums of several (jdl.bench).
+  out = {f"{prefix}{k}": _number(np.asarray(v, np.float64) / count) for k, v in sums.items()}
   out.update({f"{prefix}{k}": v for k, v in metrics_lib.compute_all(states).items()})
   return out
+
+
+def _number(value: np.ndarray) -> float | np.ndarray:
+  return float(value) if np.ndim(value) == 0 else value
 
 
 def first_nonfinite(loss_S: np.ndarray) -> int | None:

@@ -514,12 +514,8 @@ def eval_step(state: TrainState, batch: Batch, config: StepConfig) -> dict[str, 
   params = optim_lib.eval_params(state.opt_state, state.params)
   outputs, _ = _apply(config.apply_fn, params, state.model_state, batch[config.input_key], train=False, rng=None,
                       policy=config.precision)
-  loss_fn = config.loss_fn
-  if isinstance(loss_fn, losses_lib.WeightedLoss):
-    loss_B, heads = loss_fn.with_heads(outputs, batch)
-    per_example = {"loss": loss_B, **{f"loss/{head}": v for head, v in heads.items()}}
-  else:
-    per_example = {"loss": loss_fn(outputs, batch)}
+  loss_B, heads = losses_lib.with_heads(config.loss_fn, outputs, batch)
+  per_example = {"loss": loss_B, **{f"loss/{head}": v for head, v in heads.items()}}
   per_example.update(config.example_metrics(outputs, batch))
   mask_B = batch.get("mask")
   if mask_B is None:
@@ -584,6 +580,11 @@ def make_eval_step(**options: Any) -> EvalStep:
 
   ``metrics`` may be spec strings (``["f1:macro", "auroc"]``); they are parsed
   now, so a bad name is a ValueError before anything is traced. ``tx``,
-  ``micro_batches`` and ``batch_transforms`` do not apply to evaluation.
+  ``micro_batches``, ``batch_transforms`` and ``regularizer`` apply to
+  training only and are refused here.
   """
+  train_only = sorted(set(options) & {"tx", "micro_batches", "batch_transforms", "regularizer"})
+  if train_only:
+    raise TypeError(f"make_eval_step: option(s) {', '.join(train_only)} apply to training only; give them to "
+                    "make_train_step")
   return EvalStep(_config("make_eval_step", options))

@@ -352,76 +352,82 @@ def _where_writable(path: pathlib.Path) -> str:
   return f" ({parent} does not accept new directories; choose a workdir on a writable disk)"
 
 
-def _alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True
-  return True
-
-
 class RunLock:
-  """One writer per workdir: ``run.lock`` holds the owner's host and pid.
+  """One writer per workdir: an exclusive ``flock`` on ``run.lock``, which holds the owner's host and pid.
 
-  Created with ``O_EXCL``, so two processes cannot both take it. A lock whose
-  process is gone (killed, on this host) is taken over with a message; a lock
-  of a live process, or of another host, is an error naming it.
+  The operating system releases the lock when its process ends, however it
+  ends, so a lock left by a killed process is simply taken (with a message
+  naming it) and two processes can never both hold it. A lock recorded by
+  another host (a workdir on a shared disk whose locks may not reach this
+  host) is refused unless its process could be checked.
   """
 
   def __init__(self, workdir: str | os.PathLike[str]):
     self.workdir = pathlib.Path(workdir)
     self.path = self.workdir / LOCK
-    self._held = False
+    self._fd: int | None = None
 
   def acquire(self) -> None:
+    import fcntl  # pylint: disable=g-import-not-at-top  # POSIX
+
     try:
       self.workdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
       raise OSError(f"workdir: cannot create {self.workdir}: {e.strerror or e}{_where_writable(self.workdir)}") from None
     me = {"host": socket.gethostname(), "pid": os.getpid()}
-    # The lock's content is written first and linked into place in one step, so a
-    # lock file is never seen half-written and two processes cannot both link it.
-    tmp = self.workdir / f".{LOCK}.{me['pid']}"
-    try:
-      tmp.write_text(json.dumps(me))
-    except OSError as e:
-      raise OSError(f"workdir: cannot write in {self.workdir}: {e.strerror or e}{_where_writable(self.workdir)}"
-                    ) from None
-    try:
-      for _ in range(2):
-        try:
-          os.link(tmp, self.path)
-        except FileExistsError:
-          owner = self._owner()
-          if owner is not None and (owner.get("host") != me["host"] or _alive(int(owner.get("pid", -1)))):
-            if owner == me:
-              raise WorkdirBusy(f"workdir: {self.workdir} is already in use by this process") from None
-            raise WorkdirBusy(f"workdir: {self.workdir} is in use by another jdl process (pid "
-                               f"{owner.get('pid')} on {owner.get('host')}); wait for it to finish, or remove "
-                               f"{self.path} if that process is gone") from None
-          note(f"taking over the lock of {self.workdir}, left by a process that no longer runs "
-               f"(pid {owner.get('pid') if owner else '?'})")
-          self.path.unlink(missing_ok=True)
-          continue
-        self._held = True
-        return
-    finally:
-      tmp.unlink(missing_ok=True)
-    raise WorkdirBusy(f"workdir: could not take the lock {self.path}")
+    if self._fd is not None:
+      raise WorkdirBusy(f"workdir: {self.workdir} is already in use by this process")
+    while True:
+      try:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+      except OSError as e:
+        raise OSError(f"workdir: cannot write in {self.workdir}: {e.strerror or e}{_where_writable(self.workdir)}"
+                      ) from None
+      try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      except OSError:
+        owner = self._owner(fd)
+        os.close(fd)
+        who = f"pid {owner.get('pid')} on {owner.get('host')}" if owner else "another process"
+        raise WorkdirBusy(f"workdir: {self.workdir} is in use by another jdl process ({who}); wait for it to "
+                          "finish or stop it, or choose another workdir") from None
+      try:
+        same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+      except FileNotFoundError:
+        same = False
+      if not same:  # released and removed by its owner between our open and our lock: try again
+        os.close(fd)
+        continue
+      break
+    previous = self._owner(fd)
+    if previous and previous != me:
+      if previous.get("host") != me["host"]:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+        raise WorkdirBusy(f"workdir: {self.workdir} was locked by pid {previous.get('pid')} on "
+                          f"{previous.get('host')}, which this host cannot check; if that run is over, remove "
+                          f"{self.path}")
+      note(f"taking over the lock of {self.workdir}, left by a process that no longer runs "
+           f"(pid {previous.get('pid')})")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(me).encode(), 0)
+    os.fsync(fd)
+    self._fd = fd
 
-  def _owner(self) -> dict[str, Any] | None:
+  @staticmethod
+  def _owner(fd: int) -> dict[str, Any] | None:
     try:
-      owner = json.loads(self.path.read_text())
+      owner = json.loads(os.pread(fd, 4096, 0) or b"null")
       return owner if isinstance(owner, dict) else None
-    except (OSError, json.JSONDecodeError):
-      return None  # half-written by a process killed while taking it: stale
+    except (OSError, ValueError):
+      return None  # empty or cut short: no owner to name
 
   def release(self) -> None:
-    if self._held:
+    if self._fd is not None:
+      # Removed while still held: a process waiting on this file sees it gone and opens a new one.
       self.path.unlink(missing_ok=True)
-      self._held = False
+      os.close(self._fd)  # releases the flock
+      self._fd = None
 
   def __enter__(self) -> RunLock:
     self.acquire()

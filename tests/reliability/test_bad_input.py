@@ -130,6 +130,10 @@ CASES = [
          setup=lambda t, m: _write(t, "noconf.py", "CONFIG = 3\n")),
     Case("syntax error in the file", ["{tmp}/broken.py"], ["broken.py is not valid Python", "(line 2)"],
          setup=lambda t, m: _write(t, "broken.py", "def get_config():\n  return (\n")),
+    Case("misspelt field in the experiment file", ["{tmp}/typo.py"],
+         ["config: no field 'optimizer.learnig_rate' (did you mean 'learning_rate'?) (set in the experiment file)"],
+         setup=lambda t, m: _write(t, "typo.py", "from jdl.config import base_config\n\ndef get_config():\n"
+                                   "  c = base_config()\n  c.optimizer.learnig_rate = 0.1\n  return c\n")),
     Case("get_config returns a dict", ["{tmp}/dict.py"], ["must return an ml_collections.ConfigDict, got dict"],
          setup=lambda t, m: _write(t, "dict.py", "def get_config():\n  return {'epochs': 1}\n")),
     # --- config keys, types and values -------------------------------------------------------------------
@@ -287,7 +291,9 @@ def test_bad_input_gets_a_clear_error_and_leaves_nothing_half_written(case, tiny
     assert plan.mode == workdir_lib.NEW and not (new / "summary.json").exists()
   # An existing run keeps its files (except what its setup changed); a failed resume does not rewrite them.
   for path, mtime in existed.items():
-    if path.exists() and path.name not in ("metrics.jsonl", "config.json", "run.lock"):
+    # Only a run that really continued may rewrite its config and metrics (the disk-full case trains on).
+    rewritable = ("metrics.jsonl", "config.json") if case.id == "a disk that fills during a save" else ()
+    if path.exists() and path.name not in rewritable + ("run.lock",):
       assert path.stat().st_mtime_ns == mtime, path
   if (tmp_path / "run").exists() and case.id.startswith("resume"):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["options"]["hidden"] == [8]

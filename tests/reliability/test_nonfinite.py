@@ -16,7 +16,16 @@ from jdl.train import experiment
 from jdl.data import pipeline, transforms
 
 BATCH = 64
-HUGE = 0  # the training example made to overflow the forward pass
+
+
+def _huge():
+  """The training example made to overflow the forward pass: one that epoch 1 leaves out (its last
+  partial batch), so the first bad step comes in epoch 2, after a finite epoch."""
+  n = pipeline.num_examples(jdl.data.load("digits", "train"))
+  return int(pipeline.epoch_permutation(0, 1, n)[-1])
+
+
+HUGE = _huge()
 
 
 @transforms.register("one_huge_example_for_tests")
@@ -105,18 +114,22 @@ def test_skip_continues_and_counts_the_skipped_steps(tmp_path):
   assert _finite(_checkpoint_params(tmp_path / "run")[5])
 
 
-def test_stop_ends_the_run_at_the_last_finite_checkpoint(tmp_path):
+@pytest.mark.parametrize("every_seconds", ["0.0", "30.0"])  # every epoch saved, or only the last (by default)
+def test_stop_ends_the_run_at_the_last_finite_checkpoint(tmp_path, every_seconds):
   bad, _ = _bad_steps(5)
-  summary = experiment.train_and_evaluate(_config("stop"), tmp_path / "run")
+  summary = experiment.train_and_evaluate(_config("stop", **{"checkpoint.every_seconds": every_seconds}),
+                                          tmp_path / "run")
   where = summary["nonfinite"]
+  assert where["epoch"] >= 2  # the test's point: finite epochs come first
   assert where["step"] in (bad[0], bad[0] + 1) and where["metric"] == "train_loss"
   epoch = where["epoch"]
   assert not np.isfinite(where["value"])
   assert summary["stopped_early"] and summary["epochs_completed"] == epoch - 1
-  if epoch > 1:  # the test metrics are those of the last finite checkpoint
-    assert summary["test_loss"] == pytest.approx(summary["history"][-1]["eval_loss"], rel=1e-6)
+  # The test metrics are those of the last finite epoch (the eval split is the test split here).
+  assert summary["test_loss"] == pytest.approx(summary["history"][-1]["eval_loss"], rel=1e-6)
   saved = _checkpoint_params(tmp_path / "run")
-  assert sorted(saved) == list(range(1, epoch)) and all(_finite(p) for p in saved.values())
+  expected = list(range(1, epoch)) if every_seconds == "0.0" else [epoch - 1]  # the last finite one, always
+  assert sorted(saved) == expected and all(_finite(p) for p in saved.values())
 
 
 def test_skip_gives_up_after_too_many_in_a_row(tiny_data, tmp_path):
@@ -156,3 +169,16 @@ def test_a_bad_policy_is_refused_before_anything_is_written(tmp_path):
   with pytest.raises(ValueError, match="nonfinite: expected one of raise, skip, stop, got 'ignore'"):
     experiment.train_and_evaluate(_config("ignore"), tmp_path / "run")
   assert not (tmp_path / "run").exists()
+
+
+def test_under_float16_the_loss_scale_handles_overflow_and_skip_counts_nothing(tiny_data, tmp_path):
+  config = config_lib.load_experiment("mlp_fashion_mnist")
+  for key, value in (("model.options.hidden", "(16,)"), ("data.batch_size", "64"), ("epochs", "2"),
+                     ("progress", "false"), ("plot", "False"), ("strategy", "single"), ("nonfinite", "skip"),
+                     ("precision", "mixed_float16"), ("loss_scale.initial", "1.6e7")):
+    config_lib.apply_override(config, key, value)
+  summary = experiment.train_and_evaluate(config, tmp_path / "run")
+  first = summary["history"][0]
+  assert first["train_loss_scale"] < 1.6e7  # overflowing steps halved the scale (and were not applied)
+  assert summary["skipped_steps"] == 0  # those are the loss scale's to skip, not skip_nonfinite's
+  assert summary["test_accuracy"] > 0.5  # it learns (chance: 0.1)

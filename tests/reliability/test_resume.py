@@ -161,20 +161,27 @@ def test_files_jdl_did_not_write_are_never_taken_for_a_run(tiny_data, tmp_path, 
 
 def test_a_live_lock_is_refused_and_a_stale_one_taken_over(tiny_data, tmp_path, capsys):
   run = tmp_path / "run"
-  run.mkdir()
-  # A live process (this test's own child) holds the lock.
-  child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+  # Another process holds the workdir (as a running jdl train would).
+  holder = subprocess.Popen([sys.executable, "-c", f"""
+import sys, time
+from jdl.train.workdir import RunLock
+RunLock({str(run)!r}).acquire()
+print("locked", flush=True)
+time.sleep(120)
+"""], stdout=subprocess.PIPE, text=True)
   try:
-    (run / "run.lock").write_text(json.dumps({"host": os.uname().nodename, "pid": child.pid}))
+    assert holder.stdout.readline().strip() == "locked"
     assert _train(run, "--config.epochs=1") == 2
-    assert f"in use by another jdl process (pid {child.pid}" in capsys.readouterr().err
-    assert (run / "run.lock").exists() and not (run / "config.json").exists()
+    assert f"in use by another jdl process (pid {holder.pid} on" in capsys.readouterr().err
+    assert not (run / "config.json").exists()
   finally:
-    child.kill()
-    child.wait()
-  # The same lock once its process is gone: taken over, the run trains, the lock is released.
+    holder.kill()  # SIGKILL: its lock file stays behind, naming a process that is gone
+    holder.wait()
+    holder.stdout.close()
+  assert json.loads((run / "run.lock").read_text())["pid"] == holder.pid
   assert _train(run, "--config.epochs=1") == 0
-  assert f"taking over the lock of {run}" in capsys.readouterr().err
+  assert f"taking over the lock of {run}, left by a process that no longer runs (pid {holder.pid})" in \
+      capsys.readouterr().err
   assert not (run / "run.lock").exists()
   assert _summary(run)["epochs_completed"] == 1
 
