@@ -30,6 +30,10 @@ CASES = [
     (1, (40,), (5,), (2,), ((1, 1),), (1,), 1, 25, 1),  # cnn1d
     (1, (21,), (3,), (1,), "SAME", (3,), 5, 7, 1),
     (3, (6, 7, 5), (3, 3, 2), (1, 2, 1), "SAME", (1, 1, 1), 3, 4, 1),
+    # First layers, whose kernel gradient is a product of patches (few columns, 16+ outputs).
+    (2, (15, 13), (3, 3), (2, 2), "SAME", (1, 1), 3, 16, 1),
+    (2, (12, 12), (3, 3), (1, 1), ((2, 2), (2, 2)), (2, 2), 1, 16, 1),
+    (1, (30,), (5,), (3,), ((2, 1),), (1,), 2, 32, 1),
 ]
 
 
@@ -93,3 +97,14 @@ def test_other_layouts_and_input_dilation_are_lax_itself():
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
   np.testing.assert_array_equal(got, lax.conv_general_dilated(xh, wh, (1, 1), pads, lhs_dilation=(2, 2),
                                                               dimension_numbers=("NHWC", "HWIO", "NHWC")))
+
+
+def test_first_layers_take_the_patches_path_and_others_do_not():
+  def dims(case):
+    x, w = _inputs(case)
+    _, ours = _both(case)
+    text = jax.jit(jax.grad(lambda w: jnp.sum(ours(x, w) ** 2))).lower(w).as_text()
+    return "stablehlo.dot_general" in text, text.count("stablehlo.convolution")
+
+  assert dims(CASES[0]) == (True, 1)  # 1 -> 24: the forward convolution, and a product for the kernel
+  assert dims(CASES[1]) == (False, 2)  # 24 -> 48: convolutions only (dx is not needed here)
