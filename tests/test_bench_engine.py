@@ -1,5 +1,6 @@
 """jdl.bench.engine: runs vmapped in one program match runs one by one; divergence is a status."""
 
+import jax
 import numpy as np
 import optax
 import pytest
@@ -62,6 +63,27 @@ def test_vmapped_runs_match_runs_one_after_another(digits):
   assert again[0].timing["compile_seconds"] == 0.0 and again[0].timing["runs_in_program"] == 2
   np.testing.assert_allclose(np.asarray(again[1].curves["valid_loss"], float),
                              np.asarray(together[1].curves["valid_loss"], float), rtol=1e-5)
+
+
+def test_runs_sharded_over_devices_equal_runs_on_one(digits):
+  """``devices=n``: the run axis over n devices (3 runs padded to 4 on 4 devices); every run's numbers unchanged."""
+  wl, problem = digits
+  runs = [engine.RunSpec({"learning_rate": lr, "momentum": m}, seed)
+          for lr, m, seed in ((0.1, 0.9, 0), (0.01, 0.5, 0), (0.1, 0.0, 1))]
+  one = engine.train_runs(wl, problem, "momentum", runs)
+  four = engine.train_runs(wl, problem, "momentum", runs, devices=4)
+  assert [r.timing["devices"] for r in (one[0], four[0])] == [1, 4]
+  assert four[0].timing["program_size"] == 4 and four[0].timing["runs_in_program"] == 3
+  for a, b in zip(one, four):
+    assert a.spec == b.spec and a.status == b.status
+    for key in ("train_loss", "valid_loss", "valid_accuracy", "test_accuracy"):
+      np.testing.assert_allclose(np.asarray(a.curves[key][1:], float), np.asarray(b.curves[key][1:], float),
+                                 rtol=1e-6, err_msg=key)
+  n = jax.local_device_count()
+  with pytest.raises(ValueError, match=rf"devices: expected an int from 1 to the {n} local device\(s\), got {n + 1}"):
+    engine.train_runs(wl, problem, "momentum", runs, devices=n + 1)
+  with pytest.raises(ValueError, match="devices: runs one after another"):
+    engine.train_runs(wl, problem, "momentum", runs, vmap=False, devices=2)
 
 
 def test_a_diverging_run_is_recorded_not_raised():

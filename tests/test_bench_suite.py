@@ -103,6 +103,15 @@ def test_users_register_workloads_optimizers_and_suites_from_their_own_file(tmp_
   assert {r["timing"]["runs_in_program"] for r in trials} == {4}  # all four in one vmapped program
   finals = [r for r in recs if r["optimizer"] == "optax_momentum" and r["role"] == "final"]
   assert finals[0]["timing"]["compile_seconds"] == 0.0  # the seeds reuse the trials' program
+  # The same suite with each program's runs sharded over 2 devices: the same records, the same selection.
+  two = tmp_path / "mine-2"
+  assert cli.main(["bench", "run", "--suite", "mine", "--out", str(two), "--import", str(user), "--quiet",
+                   "--devices", "2"]) == 0
+  recs2 = records.read_records(two / records.RESULTS_FILE)
+  assert [r["run_id"] for r in recs2] == [r["run_id"] for r in recs]
+  assert {r["timing"]["devices"] for r in recs2} == {2} and {r["timing"]["devices"] for r in recs} == {1}
+  for a, b in zip(recs, recs2):
+    assert a["summary"]["final_valid"] == pytest.approx(b["summary"]["final_valid"], rel=1e-6)
   assert cli.main(["bench", "report", str(out), "--import", str(user)]) == 0
   assert "iris_tiny" in (out / "report.md").read_text()
   assert (out / "report.html").exists()

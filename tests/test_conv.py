@@ -30,10 +30,15 @@ CASES = [
     (1, (40,), (5,), (2,), ((1, 1),), (1,), 1, 25, 1),  # cnn1d
     (1, (21,), (3,), (1,), "SAME", (3,), 5, 7, 1),
     (3, (6, 7, 5), (3, 3, 2), (1, 2, 1), "SAME", (1, 1, 1), 3, 4, 1),
-    # First layers, whose kernel gradient is a product of patches (few columns, 16+ outputs).
     (2, (15, 13), (3, 3), (2, 2), "SAME", (1, 1), 3, 16, 1),
     (2, (12, 12), (3, 3), (1, 1), ((2, 2), (2, 2)), (2, 2), 1, 16, 1),
     (1, (30,), (5,), (3,), ((2, 1),), (1,), 2, 32, 1),
+    (2, (9, 9), (3, 3), (1, 1), ((-1, 1), (1, -1)), (1, 1), 2, 3, 1),  # negative padding crops
+    (2, (8, 9), (1, 1), (1, 1), "VALID", (1, 1), 24, 16, 1),  # pointwise: x itself is the patches matrix
+    # More than 8 input channels and a window: the convolution path, strided, dilated, asymmetric.
+    (2, (11, 12), (3, 3), (2, 3), ((1, 2), (0, 0)), (2, 1), 12, 8, 1),
+    (1, (21,), (3,), (1,), "SAME", (3,), 10, 7, 1),
+    (3, (6, 7, 5), (3, 3, 2), (1, 2, 1), "SAME", (1, 1, 1), 9, 4, 1),
 ]
 
 
@@ -69,17 +74,22 @@ def test_values_and_gradients_equal_lax(case):
   np.testing.assert_allclose(hvp(loss_ours), hvp(loss_ref), rtol=1e-3, atol=1e-3)
 
 
+def _descent(conv):
+  """Three steps of gradient descent on x and w, as one jitted ``lax.scan``."""
+
+  def body(carry, _):
+    x, w = carry
+    dx, dw = jax.grad(lambda x, w: jnp.sum(jnp.tanh(conv(x, w))), (0, 1))(x, w)
+    return (x - 1e-3 * dx, w - 1e-3 * dw), None
+
+  return jax.jit(lambda x, w: lax.scan(body, (x, w), None, length=3)[0])
+
+
 def test_inside_a_scan_every_convolution_keeps_the_canonical_form():
   case = CASES[1]
   x, w = _inputs(case)
   _, ours = _both(case)
-
-  def body(carry, _):
-    x, w = carry
-    dx, dw = jax.grad(lambda x, w: jnp.sum(jnp.tanh(ours(x, w))), (0, 1))(x, w)
-    return (x - 1e-3 * dx, w - 1e-3 * dw), None
-
-  text = jax.jit(lambda x, w: lax.scan(body, (x, w), None, length=3)[0]).lower(x, w).compile().as_text()
+  text = _descent(ours).lower(x, w).compile().as_text()
   labels = [line.split("dim_labels=")[1].split(",")[0] for line in text.splitlines() if " convolution(" in line]
   assert len(labels) == 3 and set(labels) == {"b01f_01io->b01f"}, labels
 
@@ -99,12 +109,34 @@ def test_other_layouts_and_input_dilation_are_lax_itself():
                                                               dimension_numbers=("NHWC", "HWIO", "NHWC")))
 
 
-def test_first_layers_take_the_patches_path_and_others_do_not():
-  def dims(case):
-    x, w = _inputs(case)
-    _, ours = _both(case)
-    text = jax.jit(jax.grad(lambda w: jnp.sum(ours(x, w) ** 2))).lower(w).as_text()
-    return "stablehlo.dot_general" in text, text.count("stablehlo.convolution")
+def _lowered(case, wrt=(1,)):
+  x, w = _inputs(case)
+  _, ours = _both(case)
+  return jax.jit(jax.grad(lambda x, w: jnp.sum(ours(x, w) ** 2), wrt)).lower(x, w).as_text()
 
-  assert dims(CASES[0]) == (True, 1)  # 1 -> 24: the forward convolution, and a product for the kernel
-  assert dims(CASES[1]) == (False, 2)  # 24 -> 48: convolutions only (dx is not needed here)
+
+def test_few_input_channels_and_pointwise_take_the_patches_path_and_others_do_not():
+  # Few input channels (<= 8) or a 1x1 window: matrix products of the patches, no convolution at all.
+  for case in (CASES[0], CASES[2], CASES[3], CASES[4], CASES[12], CASES[16], CASES[17]):
+    text = _lowered(case, (0, 1))
+    assert "stablehlo.dot_general" in text and "stablehlo.convolution" not in text, case
+  # 24 -> 48 with a 3x3 window: the forward and the two gradient convolutions.
+  assert _lowered(CASES[1], (0, 1)).count("stablehlo.convolution") == 3
+  assert "stablehlo.convolution" not in _lowered(CASES[6])  # depthwise: shifted slices
+  # A patches matrix past the size bound takes the convolution path.
+  x = jax.ShapeDtypeStruct((4096, 64, 64, 3), jnp.float32)
+  w = jax.ShapeDtypeStruct((7, 7, 3, 64), jnp.float32)
+  text = jax.jit(lambda x, w: conv_lib.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=SPECS[2])
+                 ).lower(x, w).as_text()
+  assert "stablehlo.convolution" in text and "dot_general" not in text
+
+
+def test_patches_path_inside_a_scan_is_matrix_products():
+  case = CASES[2]  # LeNet's 5x5, 1 -> 6
+  x, w = _inputs(case)
+  ref, ours = _both(case)
+  run = _descent(ours)
+  assert " convolution(" not in run.lower(x, w).compile().as_text()
+  # Three steps of plain gradient descent: the same as with lax's convolution.
+  for a, b in zip(run(x, w), _descent(ref)(x, w)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

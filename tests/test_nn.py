@@ -232,6 +232,19 @@ def test_tiled_pooling_equals_reduce_window_values_and_gradients(shape, window):
     np.testing.assert_allclose(np.asarray(g_ours), np.asarray(g_ref), rtol=1e-6, atol=1e-7)
 
 
+def test_tiled_max_pool_splits_tied_maxima_like_jax_max():
+  # Ties (an all-zero window after a ReLU, two equal maxima) share the gradient evenly, as jnp.max's rule does;
+  # the cropped remainder (row and column 4) gets none.
+  x = jnp.asarray([[0, 0, 3, 1, 9], [0, 0, 3, 2, 9], [5, 4, 1, 7, 9], [4, 5, 0, 7, 9], [9, 9, 9, 9, 9]],
+                  jnp.float32)[None, :, :, None]
+  g = jax.grad(lambda v: jnp.sum(jdl.nn.max_pool(v, 2) * jnp.asarray([[1.0, 2.0], [3.0, 4.0]])[None, :, :, None]))(x)
+  ref = jax.grad(lambda v: jnp.sum(jnp.max(v[:, :4, :4].reshape(1, 2, 2, 2, 2, 1), axis=(2, 4))
+                                   * jnp.asarray([[1.0, 2.0], [3.0, 4.0]])[None, :, :, None]))(x)
+  np.testing.assert_allclose(np.asarray(g[0, :, :, 0]), [[0.25, 0.25, 1, 0, 0], [0.25, 0.25, 1, 0, 0],
+                                                        [1.5, 0, 0, 2, 0], [0, 1.5, 0, 2, 0], [0, 0, 0, 0, 0]])
+  np.testing.assert_array_equal(np.asarray(g), np.asarray(ref))
+
+
 def test_adaptive_avg_pool_follows_pytorch():
   x = jnp.arange(5.0).reshape(1, 5, 1)
   # 5 -> 3: cells [0, 2), [1, 4), [3, 5)

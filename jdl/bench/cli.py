@@ -37,6 +37,8 @@ def run_parser() -> argparse.ArgumentParser:
   p.add_argument("--seeds", type=int, help="confirmation seeds S")
   p.add_argument("--search", choices=("grid", "quasirandom"), help="how trials are drawn")
   p.add_argument("--tune", help="tuned hyperparameters: 'all' or a comma-separated list with learning_rate")
+  p.add_argument("--devices", type=int, help="local devices to shard each group's runs over (default: one; "
+                 "e.g. the GPUs of one host, or CPU devices made with XLA_FLAGS)")
   p.add_argument("--max-runs", type=int, help="stop after writing this many runs (exit status 3)")
   p.add_argument("--executor", choices=("local", "submitit"), default="local",
                  help="local: this process; submitit: one job per (workload, optimizer)")
@@ -95,6 +97,8 @@ def run_main(argv: Sequence[str]) -> int:
   if args.executor == "submitit":
     if args.max_runs is not None:
       raise ValueError("--max-runs applies to --executor local only")
+    if args.devices is not None:
+      raise ValueError("--devices applies to --executor local only (a submitit job uses its own devices)")
     params = {"timeout_min": args.timeout_min}
     for arg, key in (("partition", "slurm_partition"), ("gpus_per_node", "gpus_per_node"),
                      ("cpus_per_task", "cpus_per_task")):
@@ -103,7 +107,8 @@ def run_main(argv: Sequence[str]) -> int:
     progress = cluster.run_suite_submitit(suite, args.out, cluster=args.cluster, imports=args.imports,
                                           parameters=params, log=log, argv=argv_full)
   else:
-    progress = suite_lib.run_suite(suite, args.out, max_runs=args.max_runs, log=log, argv=argv_full)
+    progress = suite_lib.run_suite(suite, args.out, max_runs=args.max_runs, log=log, argv=argv_full,
+                                   devices=args.devices)
   print(f"{args.out}/{records.RESULTS_FILE}: {progress.appended} run(s) written, {progress.skipped} already there"
         + (f", {progress.failed_groups} group(s) failed (see {args.out}/{records.ERRORS_FILE})"
            if progress.failed_groups else ""))

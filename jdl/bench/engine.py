@@ -18,6 +18,11 @@ and compiled once each:
 * ``evaluate(states, blocks) -> sums``: ``programs.eval_program`` over the
   padded, masked evaluation batches.
 
+With ``devices=n`` (``jdl bench run --devices``) the run axis is sharded
+over ``n`` local devices (a ``("runs",)`` mesh): each device trains its share of
+the runs, the data is replicated, and the program size is rounded up to a
+multiple of ``n``. A run's numbers do not depend on the device it lands on.
+
 Only the chunk calls are timed (``jax.block_until_ready`` after each), so
 time-to-target excludes evaluation and compilation; compile time is reported
 apart. With ``vmap=False`` the same per-run programs are compiled without the
@@ -95,19 +100,64 @@ _PROGRAMS: dict[Any, Any] = {}
 _PLACED: dict[Any, Any] = {}
 
 
-def _placed(problem: Problem, what: str, eval_batch_size: int = 0) -> Any:
-  """Device copies of the training arrays, or the ``(num_batches, B, ...)`` padded, masked eval blocks, per problem."""
+@dataclasses.dataclass(frozen=True)
+class _Placement:
+  """Where a program's runs live: one device (``mesh=None``) or sharded along ``("runs",)``."""
+
+  mesh: Any = None
+
+  @property
+  def devices(self) -> int:
+    return 1 if self.mesh is None else self.mesh.size
+
+  @property
+  def key(self) -> Any:
+    return None if self.mesh is None else tuple(d.id for d in self.mesh.devices.flat)
+
+  def runs(self) -> Any:
+    """The sharding of arrays with a leading run axis (None: the default device)."""
+    from jax.sharding import NamedSharding, PartitionSpec  # pylint: disable=g-import-not-at-top
+
+    return None if self.mesh is None else NamedSharding(self.mesh, PartitionSpec("runs"))
+
+  def replicated(self) -> Any:
+    from jax.sharding import NamedSharding, PartitionSpec  # pylint: disable=g-import-not-at-top
+
+    return None if self.mesh is None else NamedSharding(self.mesh, PartitionSpec())
+
+  def put(self, tree: Any, sharding: Any) -> Any:
+    return jax.device_put(tree) if sharding is None else jax.device_put(tree, sharding)
+
+
+SINGLE = _Placement()
+
+
+def placement(devices: int | None) -> _Placement:
+  """The placement of ``devices`` local devices (None or 1: one device)."""
+  available = jax.local_devices()
+  if devices is None or devices == 1:
+    return SINGLE
+  if isinstance(devices, bool) or not isinstance(devices, int) or not 1 <= devices <= len(available):
+    raise ValueError(f"devices: expected an int from 1 to the {len(available)} local device(s), got {devices!r}")
+  from jax.sharding import Mesh  # pylint: disable=g-import-not-at-top
+
+  return _Placement(Mesh(np.asarray(available[:devices]), ("runs",)))
+
+
+def _placed(problem: Problem, what: str, eval_batch_size: int = 0, where: _Placement = SINGLE) -> Any:
+  """Device copies of the training arrays, or the ``(num_batches, B, ...)`` padded, masked eval blocks, per problem
+  (replicated over ``where``'s devices)."""
   from jdl.data import pipeline  # pylint: disable=g-import-not-at-top
 
-  key = (id(problem), what, eval_batch_size)
+  key = (id(problem), what, eval_batch_size, where.key)
   if key not in _PLACED:
     if what == "train":
-      _PLACED[key] = (problem, jax.device_put(dict(problem.train)))
+      _PLACED[key] = (problem, where.put(dict(problem.train), where.replicated()))
     else:
       arrays = getattr(problem, what)
       # Evaluator's blocks: batches of min(eval_batch_size, n), the last one padded and masked.
       blocks = pipeline.padded_eval_batches(arrays, min(eval_batch_size, pipeline.num_examples(arrays)))
-      _PLACED[key] = (problem, jax.device_put(blocks))
+      _PLACED[key] = (problem, where.put(blocks, where.replicated()))
   return _PLACED[key][1]
 
 
@@ -158,9 +208,10 @@ def _init_program(workload: Workload, problem: Problem) -> tuple[tuple[Any, Any]
   return prog, seconds
 
 
-def _lead(tree: Any, size: int, vmapped: bool) -> Any:
+def _lead(tree: Any, size: int, vmapped: bool, where: _Placement = SINGLE) -> Any:
   lead = (size,) if vmapped else ()
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(lead + x.shape, x.dtype), tree)
+  sharding = where.runs()
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(lead + x.shape, x.dtype, sharding=sharding), tree)
 
 
 def _eval_state(state: Any) -> Any:
@@ -177,7 +228,8 @@ def _eval_state(state: Any) -> Any:
                     model_state=state.model_state, rng=state.rng)
 
 
-def _eval_program(workload: Workload, problem: Problem, size: int, vmapped: bool) -> tuple[Any, float]:
+def _eval_program(workload: Workload, problem: Problem, size: int, vmapped: bool,
+                  where: _Placement = SINGLE) -> tuple[Any, float]:
   """``(eval_states, valid_blocks, test_blocks) -> (valid sums, test sums)``, shared by every optimizer."""
   from jdl.train import programs  # pylint: disable=g-import-not-at-top
 
@@ -189,18 +241,19 @@ def _eval_program(workload: Workload, problem: Problem, size: int, vmapped: bool
 
   def build():
     (_, one), _ = _init_program(workload, problem)
-    states = _lead(jax.eval_shape(_eval_state, one), size, vmapped)
+    states = _lead(jax.eval_shape(_eval_state, one), size, vmapped, where)
     fn = jax.vmap(evaluate_one, in_axes=(0, None, None)) if vmapped else evaluate_one
-    return jax.jit(fn).lower(states, _placed(problem, "valid", workload.eval_batch_size),
-                             _placed(problem, "test", workload.eval_batch_size)).compile()
+    return jax.jit(fn).lower(states, _placed(problem, "valid", workload.eval_batch_size, where),
+                             _placed(problem, "test", workload.eval_batch_size, where)).compile()
 
   prog, seconds, _ = _compiled(("eval", id(problem), workload.precision, workload.streamed, size,
-                                workload.eval_batch_size, vmapped), build)
+                                workload.eval_batch_size, vmapped, where.key), build)
   return prog, seconds
 
 
 def _train_programs(workload: Workload, problem: Problem, opt: search.BenchOptimizer, plan: search.TracePlan,
-                    static: Mapping[str, Any], size: int, vmapped: bool) -> tuple[Any, Any, float]:
+                    static: Mapping[str, Any], size: int, vmapped: bool,
+                    where: _Placement = SINGLE) -> tuple[Any, Any, float]:
   """``start(base_states, hparams) -> (states, eval_states)`` (adds the optimizer state) and
   ``chunk(states, hparams, data, idx) -> (states, metrics, eval_states)``."""
   from jdl.train import programs  # pylint: disable=g-import-not-at-top
@@ -221,18 +274,24 @@ def _train_programs(workload: Workload, problem: Problem, opt: search.BenchOptim
 
   static_key = tuple(sorted((k, repr(v)) for k, v in static.items()))
   key = ("train", id(problem), workload.precision, opt.name, id(opt.factory), plan, static_key, size, length,
-         workload.batch_size, vmapped)
+         workload.batch_size, vmapped, where.key)
 
   def build():
     (_, one), _ = _init_program(workload, problem)
-    base = _lead(one, size, vmapped)
-    hp = {k: jax.ShapeDtypeStruct((size,) if vmapped else (), jnp.float32) for k in plan.traced_names()}
-    idx = jax.ShapeDtypeStruct(((size,) if vmapped else ()) + (length, workload.batch_size), jnp.int32)
+    base = _lead(one, size, vmapped, where)
+    runs = where.runs()
+    hp = {k: jax.ShapeDtypeStruct((size,) if vmapped else (), jnp.float32, sharding=runs)
+          for k in plan.traced_names()}
+    idx = jax.ShapeDtypeStruct(((size,) if vmapped else ()) + (length, workload.batch_size), jnp.int32,
+                               sharding=runs)
     start_fn = jax.vmap(start_one) if vmapped else start_one
     chunk_fn = jax.vmap(chunk_one, in_axes=(0, 0, None, 0)) if vmapped else chunk_one
-    start_c = jax.jit(start_fn).lower(base, hp).compile()
+    out = {} if runs is None else {"out_shardings": runs}  # every output has the run axis first
+    start_c = jax.jit(start_fn, **out).lower(base, hp).compile()
     states, _ = jax.eval_shape(start_fn, base, hp)
-    chunk_c = jax.jit(chunk_fn, donate_argnums=0).lower(states, hp, _placed(problem, "train"), idx).compile()
+    states = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=runs), states)
+    chunk_c = jax.jit(chunk_fn, donate_argnums=0, **out).lower(states, hp, _placed(problem, "train", where=where),
+                                                        idx).compile()
     return start_c, chunk_c
 
   (start_c, chunk_c), seconds, _ = _compiled(key, build)
@@ -270,13 +329,15 @@ def _group_static(plan: search.TracePlan, hp: Mapping[str, Any]) -> dict[str, An
 
 def train_runs(workload: Workload, problem: Problem, optimizer: search.BenchOptimizer | str,
                runs: Sequence[RunSpec], *, vmap: bool = True, program_size: int | None = None,
-               plan: search.TracePlan | None = None) -> list[RunResult]:
+               plan: search.TracePlan | None = None, devices: int | None = None) -> list[RunResult]:
   """Trains ``runs`` on ``workload``; returns one ``RunResult`` per run, in order.
 
   Runs are grouped by their constant (untraced) hyperparameters; each group is
   trained as programs of ``program_size`` runs (default: the group's size),
   padded by repeating its last run, so that differently sized groups can share
-  one compiled program.
+  one compiled program. With ``devices`` the runs of a program are sharded
+  over that many local devices (vmapped only; the program size is rounded up
+  to a multiple of it).
 
   Args:
     workload: the budget, target and metric.
@@ -286,11 +347,15 @@ def train_runs(workload: Workload, problem: Problem, optimizer: search.BenchOpti
     vmap: train each group as one vmapped program (True) or run by run.
     program_size: runs per program (vmapped only).
     plan: which hyperparameters are traced (default: ``search.trace_plan``).
+    devices: local devices to shard the run axis over (default: one).
 
   Returns:
     the results, in the order of ``runs``.
   """
   opt = search.get_optimizer(optimizer)
+  where = placement(devices)
+  if where.devices > 1 and not vmap:
+    raise ValueError(f"devices: runs one after another (vmap=False) use one device, got devices={devices}")
   if not runs:
     return []
   for r in runs:
@@ -308,16 +373,19 @@ def train_runs(workload: Workload, problem: Problem, optimizer: search.BenchOpti
     size = max(program_size or len(group), 1)
     if not vmap:
       size = 1
-    for start in range(0, len(group), size):
-      part = group[start:start + size]
-      out = _train_program(workload, problem, opt, plan, static, part, size, vmap)
+    step = size
+    size = -(-size // where.devices) * where.devices  # whole shards; the extra places repeat the last run
+    for start in range(0, len(group), step):
+      part = group[start:start + step]
+      out = _train_program(workload, problem, opt, plan, static, part, size, vmap, where)
       for j, res in enumerate(out):
         results[members[start + j]] = res
   return [r for r in results if r is not None]
 
 
 def _train_program(workload: Workload, problem: Problem, opt: search.BenchOptimizer, plan: search.TracePlan,
-                   static: Mapping[str, Any], runs: Sequence[RunSpec], size: int, vmapped: bool) -> list[RunResult]:
+                   static: Mapping[str, Any], runs: Sequence[RunSpec], size: int, vmapped: bool,
+                   where: _Placement = SINGLE) -> list[RunResult]:
   """Trains up to ``size`` runs in one program (vmapped) or one run (not)."""
   from jdl.data import pipeline  # pylint: disable=g-import-not-at-top
   from jdl.train import programs  # pylint: disable=g-import-not-at-top
@@ -328,13 +396,13 @@ def _train_program(workload: Workload, problem: Problem, opt: search.BenchOptimi
   names = plan.traced_names()
   seeds = [int(r.seed) for r in padded]
   hp = {k: np.asarray([float(r.hparams[k]) for r in padded], np.float32) for k in names}
-  start_c, chunk_c, compile_seconds = _train_programs(workload, problem, opt, plan, static, size, vmapped)
+  start_c, chunk_c, compile_seconds = _train_programs(workload, problem, opt, plan, static, size, vmapped, where)
   (init_c, _), init_seconds = _init_program(workload, problem)
-  eval_c, eval_compile_seconds = _eval_program(workload, problem, size, vmapped)
+  eval_c, eval_compile_seconds = _eval_program(workload, problem, size, vmapped, where)
   compile_seconds += init_seconds + eval_compile_seconds
-  data = _placed(problem, "train")
-  valid = _placed(problem, "valid", workload.eval_batch_size)
-  test = _placed(problem, "test", workload.eval_batch_size)
+  data = _placed(problem, "train", where=where)
+  valid = _placed(problem, "valid", workload.eval_batch_size, where)
+  test = _placed(problem, "test", workload.eval_batch_size, where)
   n = pipeline.num_examples(problem.train)
 
   # Initial states: seed by seed (one small program per problem), stacked on the host.
@@ -343,7 +411,7 @@ def _train_program(workload: Workload, problem: Problem, opt: search.BenchOptimi
     base = jax.tree.map(lambda *xs: np.stack(xs), *bases)
   else:
     base, hp = bases[0], {k: v[0] for k, v in hp.items()}
-  states, eval_states = start_c(base, hp)
+  states, eval_states = start_c(where.put(base, where.runs()), where.put(hp, where.runs()))
   per_run = (lambda x: np.asarray(x)) if vmapped else (lambda x: np.asarray(x)[None])
 
   def evaluate(eval_states):
@@ -379,7 +447,7 @@ def _train_program(workload: Workload, problem: Problem, opt: search.BenchOptimi
   for c in range(workload.steps // length):
     start = c * length
     idx = order[:, start:start + length]
-    idx_dev = jax.block_until_ready(jax.device_put(idx if vmapped else idx[0]))
+    idx_dev = jax.block_until_ready(where.put(idx if vmapped else idx[0], where.runs()))
     t0 = time.perf_counter()
     states, metrics, eval_states = chunk_c(states, hp, data, idx_dev)
     jax.block_until_ready((states, eval_states))
@@ -401,7 +469,8 @@ def _train_program(workload: Workload, problem: Problem, opt: search.BenchOptimi
       break
 
   timing = {"compile_seconds": compile_seconds, "train_seconds": train_seconds,
-            "eval_seconds": eval_seconds, "runs_in_program": real, "program_size": size, "vmapped": vmapped}
+            "eval_seconds": eval_seconds, "runs_in_program": real, "program_size": size, "vmapped": vmapped,
+            "devices": where.devices}
   out = []
   for r in range(real):
     run_curves = {k: [_clean(row[r]) for row in rows] for k, rows in curves.items()}

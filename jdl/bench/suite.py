@@ -232,7 +232,7 @@ def _record(suite: Suite, workload: workloads_lib.Workload, opt: search.BenchOpt
 
 def _run_missing(suite: Suite, workload: workloads_lib.Workload, opt: search.BenchOptimizer, role: str,
                  specs: Sequence[Any], store: records_lib.ResultStore, progress: Progress,
-                 log: Callable[[str], None], errors_path: Path) -> list[str]:
+                 log: Callable[[str], None], errors_path: Path, devices: int | None = None) -> list[str]:
   """Trains the specs whose run ids are not stored; returns all their run ids."""
   from jdl.bench import engine  # pylint: disable=g-import-not-at-top
 
@@ -245,7 +245,8 @@ def _run_missing(suite: Suite, workload: workloads_lib.Workload, opt: search.Ben
   try:
     problem = workloads_lib.build(workload)
     results = engine.train_runs(workload, problem, opt, [s for s, _ in missing],
-                                vmap=workload.vmap_runs or _has_accelerator())
+                                vmap=workload.vmap_runs or _has_accelerator() or (devices or 1) > 1,
+                                devices=devices)
   except Exception as e:  # pylint: disable=broad-except  # a failing group must not stop the suite
     progress.failed_groups += 1
     log(f"{workload.name} / {opt.name}: {role} failed: {type(e).__name__}: {e}")
@@ -264,15 +265,18 @@ def _run_missing(suite: Suite, workload: workloads_lib.Workload, opt: search.Ben
 
 def run_pair(suite: Suite, workload: workloads_lib.Workload, optimizer: str | search.BenchOptimizer,
              store: records_lib.ResultStore, progress: Progress, *, log: Callable[[str], None] = print,
-             errors_path: Path | None = None) -> None:
-  """Tunes, selects and confirms one (workload, optimizer), writing what is missing to ``store``."""
+             errors_path: Path | None = None, devices: int | None = None) -> None:
+  """Tunes, selects and confirms one (workload, optimizer), writing what is missing to ``store``.
+
+  ``devices``: local devices each group's runs are sharded over (``engine.train_runs``).
+  """
   opt = suite.optimizer(optimizer)
   errors_path = errors_path or store.directory / records_lib.ERRORS_FILE
   trials = search.draw_trials(opt, suite.trials, method=suite.search, tune=suite.tune, seed=suite.tuning_seed)
   from jdl.bench.engine import RunSpec  # pylint: disable=g-import-not-at-top
 
   tune_ids = _run_missing(suite, workload, opt, ROLE_TUNE, [RunSpec(h, suite.tuning_seed) for h in trials], store,
-                          progress, log, errors_path)
+                          progress, log, errors_path, devices)
   by_id = {r["run_id"]: r for r in store.records}
   if not all(i in by_id for i in tune_ids):
     return  # a failed group: the next invocation retries it
@@ -281,11 +285,12 @@ def run_pair(suite: Suite, workload: workloads_lib.Workload, optimizer: str | se
     log(f"{workload.name} / {opt.name}: every trial diverged; no confirmation runs")
     return
   _run_missing(suite, workload, opt, ROLE_FINAL, [RunSpec(best["hparams"], s) for s in suite.final_seeds()], store,
-               progress, log, errors_path)
+               progress, log, errors_path, devices)
 
 
 def run_suite(suite: Suite | str, out: str | os.PathLike[str], *, max_runs: int | None = None,
-              log: Callable[[str], None] = print, argv: Sequence[str] | None = None) -> Progress:
+              log: Callable[[str], None] = print, argv: Sequence[str] | None = None,
+              devices: int | None = None) -> Progress:
   """Runs (or resumes) ``suite``, appending to ``out/results.jsonl``.
 
   Args:
@@ -295,6 +300,8 @@ def run_suite(suite: Suite | str, out: str | os.PathLike[str], *, max_runs: int 
       the next invocation); None runs everything.
     log: progress lines go here.
     argv: the command line, for the metadata.
+    devices: shard each group's runs over this many local devices (default:
+      one); the records do not depend on it.
 
   Returns:
     the ``Progress``: records written and skipped, failed groups (their
@@ -309,6 +316,9 @@ def run_suite(suite: Suite | str, out: str | os.PathLike[str], *, max_runs: int 
   for name in suite.optimizers:  # unknown names and bad `tune` lists fail before any work
     search.draw_trials(suite.optimizer(name), suite.trials, method=suite.search, tune=suite.tune,
                        seed=suite.tuning_seed)
+  from jdl.bench import engine  # pylint: disable=g-import-not-at-top
+
+  engine.placement(devices)  # a bad device count fails before any work
   progress = Progress(max_runs=max_runs)
   with records_lib.open_store(out) as store:
     write_meta(store.directory, suite, argv)
@@ -318,7 +328,7 @@ def run_suite(suite: Suite | str, out: str | os.PathLike[str], *, max_runs: int 
       for name in suite.workloads:
         workload = suite.workload(name)
         for opt in suite.optimizers:
-          run_pair(suite, workload, opt, store, progress, log=log)
+          run_pair(suite, workload, opt, store, progress, log=log, devices=devices)
     except Interrupted:
       progress.interrupted = True
   return progress

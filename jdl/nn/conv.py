@@ -21,7 +21,15 @@ runs all three with its fast kernels wherever they are: the input gradient is
 the output gradient convolved with the spatially flipped kernel (input and
 output channels swapped within each group); the kernel gradient convolves the
 input, channels as the batch, with the output gradient, the batch as the
-features. Strides, padding, kernel dilation and feature groups are handled. A depthwise
+features. Strides, padding, kernel dilation and feature groups are handled.
+A convolution with few input channels (at most 8: a first layer's 1 or 3,
+LeNet's 6) or a 1×1 window (ResNet's shortcuts, MobileNetV2's pointwise
+layers) is matrix products of its patches instead, forward and backward
+(``_im2col``): XLA's CPU convolution kernels are slow on thin channel
+dimensions, its matrix products are not (2-4× per layer, measured in
+benchmarks/results/conv_cpu.md), while the patches are gathered by one fused
+pass of shifted slices; the input gradient returns each patch's share to its
+pixels by interior padding. A depthwise
 convolution (one kernel per channel, MobileNet's) is a sum of shifted, strided
 slices times the per-channel weights instead: XLA's CPU convolution kernels take
 no grouped convolution, and its generic loop for them is slow in a step and in
@@ -94,6 +102,9 @@ def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding: str |
   groups = int(feature_group_count)
   if groups > 1 and groups == np.shape(lhs)[-1] == np.shape(rhs)[-1]:
     return _depthwise(lhs, rhs, strides, pads, dilation)
+  out = _out_shape(np.shape(lhs), np.shape(rhs)[:spatial], strides, pads, dilation)
+  if _use_im2col(np.shape(lhs), np.shape(rhs), out, groups, np.dtype(lhs.dtype).itemsize):
+    return _im2col(lhs, rhs, strides, pads, dilation, precision)
   return _conv(lhs, rhs, strides, pads, dilation, groups, precision)
 
 
@@ -107,7 +118,7 @@ def _depthwise(x, w, strides, pads, dilation):
   differentiate it (slices, pads and products), equally fusable.
   """
   spatial = x.ndim - 2
-  x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+  x = _pad(x, pads)
   kernel = w.shape[:spatial]
   out = [(x.shape[1 + i] - (kernel[i] - 1) * dilation[i] - 1) // strides[i] + 1 for i in range(spatial)]
   y = None
@@ -117,6 +128,11 @@ def _depthwise(x, w, strides, pads, dilation):
     part = lax.slice(x, start, limit, (1, *strides, 1)) * w[offsets + (0,)].reshape((1,) * (spatial + 1) + (-1,))
     y = part if y is None else y + part
   return y
+
+
+def _pad(x, pads):
+  """``x`` with its spatial dimensions padded (negative pads crop, as in ``lax.conv_general_dilated``)."""
+  return lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)])
 
 
 def _forward(x, w, strides, pads, dilation, groups, precision):
@@ -157,8 +173,6 @@ def _conv_bwd(strides, pads, dilation, groups, precision, residuals, g):
   dx = lax.conv_general_dilated(g, w_t, (1,) * spatial, pads_x, lhs_dilation=strides, rhs_dilation=dilation,
                                 dimension_numbers=numbers, feature_group_count=groups, precision=precision)
 
-  if groups == 1 and c_in * int(np.prod(kernel)) <= _IM2COL_MAX_COLUMNS and c_out >= _IM2COL_MIN_OUT:
-    return dx.astype(x.dtype), _kernel_gradient_im2col(x, g, kernel, strides, pads, dilation).astype(w.dtype)
   # The kernel gradient: x with its channels as the batch (Cin, *S, N), convolved with g with its batch as
   # the input features (*So, N, Cout), the window strided by the kernel dilation and dilated by the
   # strides; each group of Cin pairs with its group of Cout (batch_group_count). Result (Cin/G, *K, Cout).
@@ -173,29 +187,90 @@ def _conv_bwd(strides, pads, dilation, groups, precision, residuals, g):
   return dx.astype(x.dtype), dw.astype(w.dtype)
 
 
-# A first layer (1 or 3 input channels) has a kernel gradient of few columns (K·K·Cin) and a reduction
-# over every pixel of the batch: as a convolution XLA's CPU kernels run it at a few GFLOP/s, as
-# patches × gradient (one matrix product) several times faster (benchmarks/results/conv_cpu.md:
-# 28×28, 3×3, 1→24: 8.6 ms → 2.5 ms; 32×32, 3×3, 3→64: 29.5 → 14.9 ms). With few output channels the
-# product is too thin to win (LeNet's 1→6: 1.6 ms → 5.4 ms), hence the two bounds.
-_IM2COL_MAX_COLUMNS = 32
-_IM2COL_MIN_OUT = 16
+# Few input channels (a first layer's 1 or 3, LeNet's 6) or a 1×1 window: XLA's CPU convolution kernels
+# run such convolutions, and their gradients, at a few GFLOP/s, while the same arithmetic as matrix
+# products of the patches is several times faster (benchmarks/results/conv_cpu.md). The patches
+# matrix has N·So·K·Cin entries, hence the bound on its size (past it, the convolution path).
+_IM2COL_MAX_CIN = 8
+_IM2COL_MAX_BYTES = 256 * 2**20
 
 
-def _kernel_gradient_im2col(x, g, kernel, strides, pads, dilation):
-  """``dW[k, i, o] = Σ_{n, p} x_pad[n, p·s + k·d, i] · g[n, p, o]`` as one product of patches and ``g``."""
+def _use_im2col(x_shape, w_shape, out_shape, groups, itemsize) -> bool:
+  spatial = len(x_shape) - 2
+  kernel = int(np.prod(w_shape[:spatial]))
+  c_in = x_shape[-1]
+  if groups != 1 or not (c_in <= _IM2COL_MAX_CIN or kernel == 1):
+    return False
+  return x_shape[0] * int(np.prod(out_shape)) * kernel * c_in * itemsize <= _IM2COL_MAX_BYTES
+
+
+def _out_shape(x_shape, kernel, strides, pads, dilation):
+  return tuple((n + lo + hi - (k - 1) * d - 1) // s + 1
+               for n, k, s, (lo, hi), d in zip(x_shape[1:-1], kernel, strides, pads, dilation))
+
+
+def _patches(x, kernel, strides, pads, dilation, out):
+  """``(N, *So, prod(K)·Cin)``: ``x_pad[n, p·s + k·d, i]`` for every window offset ``k``, offsets outer."""
   spatial = x.ndim - 2
-  x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
-  out = g.shape[1:-1]
+  if all(k == 1 for k in kernel) and all(lo == hi == 0 for lo, hi in pads) and all(s == 1 for s in strides):
+    return x
+  x = _pad(x, pads)
   columns = []
   for offsets in np.ndindex(*kernel):
-    start = (0, *(o * d for o, d in zip(offsets, dilation)), 0)
-    limit = (x.shape[0], *(st + (n - 1) * s + 1 for st, n, s in zip(start[1:-1], out, strides)), x.shape[-1])
-    columns.append(lax.slice(x, start, limit, (1, *strides, 1)))
-  patches = jnp.stack(columns, axis=spatial + 1)  # (N, *So, K, Cin)
-  patches = patches.reshape(-1, len(columns) * x.shape[-1])
-  dw = lax.dot_general(patches, g.reshape(-1, g.shape[-1]), (((0,), (0,)), ((), ())))
-  return dw.reshape(tuple(kernel) + (x.shape[-1], g.shape[-1]))
+    begin = (0, *(o * d for o, d in zip(offsets, dilation)), 0)
+    limit = (x.shape[0], *(b + (n - 1) * s + 1 for b, n, s in zip(begin[1:-1], out, strides)), x.shape[-1])
+    columns.append(lax.slice(x, begin, limit, (1, *strides, 1)))
+  if len(columns) == 1:
+    return columns[0]
+  return jnp.concatenate(columns, axis=spatial + 1)
+
+
+def _matmul_last(a, b, precision):
+  """``a[..., k] · b[k, o]`` over the last axis of ``a``."""
+  return lax.dot_general(a, b, (((a.ndim - 1,), (0,)), ((), ())), precision=precision)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _im2col(x, w, strides, pads, dilation, precision):
+  """A convolution as patches × kernel: one matrix product (and two for its gradients)."""
+  kernel = w.shape[:x.ndim - 2]
+  out = _out_shape(x.shape, kernel, strides, pads, dilation)
+  return _matmul_last(_patches(x, kernel, strides, pads, dilation, out), w.reshape(-1, w.shape[-1]), precision)
+
+
+def _im2col_fwd(x, w, strides, pads, dilation, precision):
+  return _im2col(x, w, strides, pads, dilation, precision), (x, w)
+
+
+def _im2col_bwd(strides, pads, dilation, precision, residuals, g):
+  x, w = residuals
+  spatial = x.ndim - 2
+  kernel = w.shape[:spatial]
+  c_in, c_out = x.shape[-1], w.shape[-1]
+  out = g.shape[1:-1]
+  # The kernel gradient: patchesᵀ · g, every pixel of the batch reduced in one product (recomputing the
+  # patches, a fused pass over x, rather than keeping them from the forward pass).
+  p = _patches(x, kernel, strides, pads, dilation, out)
+  dw = lax.dot_general(p.reshape(-1, p.shape[-1]), g.reshape(-1, c_out), (((0,), (0,)), ((), ())),
+                       precision=precision).reshape(w.shape)
+  # The input gradient: g · Wᵀ gives each window offset's share of every patch; each share goes back to
+  # the input positions p·s + k·d - lo it was read from (a pad with interior s-1 places it there, negative
+  # pads crop what fell into the padding), and the shares add up in one fused pass.
+  shares = _matmul_last(g, w.reshape(-1, c_out).T, precision)
+  shares = shares.reshape(g.shape[:-1] + (int(np.prod(kernel)), c_in))
+  dx = None
+  for i, offsets in enumerate(np.ndindex(*kernel)):
+    config = [(0, 0, 0)]
+    for o, d, (lo, _), n_in, n_out, st in zip(offsets, dilation, pads, x.shape[1:-1], out, strides):
+      before = o * d - lo
+      config.append((before, n_in - before - ((n_out - 1) * st + 1), st - 1))
+    config.append((0, 0, 0))
+    part = lax.pad(shares[..., i, :], jnp.zeros((), shares.dtype), config)
+    dx = part if dx is None else dx + part
+  return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+_im2col.defvjp(_im2col_fwd, _im2col_bwd)
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)

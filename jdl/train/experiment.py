@@ -248,10 +248,17 @@ def resolve_task(config: ml_collections.ConfigDict, info: Any) -> str:
 
     task = transforms.task(transform)
   task = task or info.task
-  outputs = config.model.options.get("num_classes", info.num_classes)
-  if task == "classification" and outputs == 1:
+  if task == "classification" and model_outputs(config, info) == 1:
     return "binary"
   return task
+
+
+def model_outputs(config: ml_collections.ConfigDict, info: Any) -> int:
+  """The model's output width: ``model.options.num_classes``, else the dataset's classes (1 for regression).
+
+  One logit is binary cross-entropy's output for a two-class set.
+  """
+  return config.model.options.get("num_classes", info.num_classes or 1)
 
 
 def resolve_monitor(config_group: ml_collections.ConfigDict, logged: set[str], who: str) -> tuple[str | None, str]:
@@ -341,7 +348,8 @@ def train_and_evaluate(
   input_key = info.input_key
 
   model_options = config.model.options.to_dict()
-  num_classes = model_options.pop("num_classes", info.num_classes or 1)  # e.g. 1 logit for binary BCE
+  num_classes = model_outputs(config, info)
+  model_options.pop("num_classes", None)
   task = resolve_task(config, info)
   check_data(config, splits, input_key, task, num_classes)
   try:
@@ -398,7 +406,7 @@ def train_and_evaluate(
     summary = _finish(config, workdir, result, early, splits=splits, eval_step=eval_step, strategy=strategy,
                       primary=primary, data_seconds=data_seconds, wall_start=wall_start,
                       engine={"data_on_device": result.data_on_device,
-                              "conv": "cpu_canonical_gradients" if conv_lib.use_canonical_path() else "lax",
+                              "conv": "jdl_cpu" if conv_lib.use_canonical_path() else "lax",
                               "compilation_cache": str(cache_dir) if cache_dir else None})
     return summary
 

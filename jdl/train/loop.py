@@ -2,8 +2,10 @@
 
 ``fit`` runs a pure ``train_step(state, batch) -> (state, metrics)`` over
 epochs. Where the data fits on the device (the default), each epoch is a few
-calls of one compiled ``lax.scan`` over steps, split into chunks only so the
-progress bar can move; the host reads chunk ``k-1``'s metrics after dispatching
+calls of one compiled ``lax.scan`` over steps, split into chunks so the
+progress bar can move and so a long epoch (``LONG_EPOCH`` steps or more) has
+boundaries where a preemption signal can save a checkpoint and where divergence
+is caught early; the host reads chunk ``k-1``'s metrics after dispatching
 chunk ``k``, so it never waits on the device mid-epoch. Otherwise batches
 stream from the host, one step ahead.
 
