@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
 import sys
 import time
 
@@ -98,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
   payload = {"machine": machine(), "unit": "ms per step, inside lax.scan, batch 128", "layers": rows}
   if args.json:
-    with open(args.json, "w") as f:
-      f.write(json.dumps(payload, indent=2) + "\n")
+    pathlib.Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
   return 0
 
 
