@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
                  help="a jdl checkout to time (give two)")
   p.add_argument("--commands", default=",".join(COMMANDS), help=f"comma-separated, from {', '.join(COMMANDS)}")
   p.add_argument("--rounds", type=int, default=3)
+  p.add_argument("--cold-cache", action="store_true",
+                 help="an empty persistent compilation cache for every command (default: the user's, as a "
+                      "user's repeated commands find it)")
   p.add_argument("--json", help="write the figures here")
   args = p.parse_args(argv)
   checkouts = {}
@@ -81,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
   for r in range(args.rounds):
     for command in commands:
       for name, path in checkouts.items():
-        seconds, summary = _run(path, COMMANDS[command], env)
+        cache = tempfile.mkdtemp(prefix="jdl-xla-") if args.cold_cache else None
+        seconds, summary = _run(path, COMMANDS[command], {**env, "JDL_CACHE_DIR": cache} if cache else env)
+        if cache:
+          shutil.rmtree(cache, ignore_errors=True)
         results[command][name].append(seconds)
         if summary is not None:
           train_seconds[command][name].append(summary["train_seconds"])
@@ -99,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
   if args.json:
     payload = {"machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                            "python": platform.python_version()},
-               "rounds": args.rounds, "checkouts": {n: str(p) for n, p in checkouts.items()},
+               "rounds": args.rounds, "cold_cache": args.cold_cache, "checkouts": {n: str(p) for n, p in checkouts.items()},
                "median_wall_seconds": table, "all_wall_seconds": results}
     Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
   return 0

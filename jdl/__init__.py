@@ -14,7 +14,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "analysis",
+    "attacks",
     "bench",
     "checkpoint",
     "cli",

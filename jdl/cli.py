@@ -5,6 +5,7 @@
     jdl data prepare NAME
     jdl list {experiments,models,datasets}
     jdl bench run --suite NAME --out DIR [...] | jdl bench report DIR
+    jdl attack RUN_DIR --eps 0.05,0.1 [--method pgd|fgsm] [--steps 10] [--norm linf|l2]
 
 Only argparse is imported up front; each command imports what it needs, so the
 command starts fast.
@@ -121,6 +122,34 @@ def _cmd_bench(args: argparse.Namespace, extra: Sequence[str]) -> int:
   return main_fn(list(extra))
 
 
+def _floats(text: str) -> list[float]:
+  try:
+    return [float(v) for v in text.split(",") if v.strip()]
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _cmd_attack(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  if extra:
+    raise ValueError(f"unrecognised arguments: {' '.join(extra)}")
+  from jdl.train import runs  # pylint: disable=g-import-not-at-top
+
+  epoch = args.epoch if args.epoch in (None, "best") else int(args.epoch)
+  out = runs.attack_run(args.run_dir, args.eps, method=args.method, steps=args.steps, step_size=args.step_size,
+                        norm=args.norm, split=args.split, limit=args.limit, batch_size=args.batch_size,
+                        epoch=epoch, seed=args.seed)
+  steps = f", {out['steps']} steps" if out["method"] == "pgd" else ""
+  print(f"{out['experiment']} (epoch {out['epoch']}), {out['split']} split, {out['examples']} examples, "
+        f"{out['method']} {out['norm']}{steps}")
+  print("| eps | accuracy |")
+  print("|---:|---:|")
+  print(f"| 0 (clean) | {out['clean_accuracy']:.4f} |")
+  for e, acc in zip(out["eps"], out["accuracy"]):
+    print(f"| {e:g} | {acc:.4f} |")
+  print(f"written: {pathlib.Path(out['run']) / runs.ATTACK_FILE}, {pathlib.Path(out['run']) / runs.ATTACK_FIGURE}")
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="jdl", description="jdl: train and inspect JAX models.")
   sub = parser.add_subparsers(dest="command", required=True)
@@ -148,6 +177,22 @@ def build_parser() -> argparse.ArgumentParser:
   lister = sub.add_parser("list", help="list experiments, models or datasets")
   lister.add_argument("what", choices=("experiments", "models", "datasets"))
   lister.set_defaults(fn=_cmd_list)
+
+  attack = sub.add_parser("attack", help="robust accuracy of a trained run under FGSM or PGD attacks",
+                          description="Adversarial examples against a trained run: accuracy on its test split "
+                                      "for each eps; writes attack.json and attack.png into the run directory.")
+  attack.add_argument("run_dir", help="the --workdir of a `jdl train` run")
+  attack.add_argument("--eps", type=_floats, required=True, help="comma-separated perturbation sizes, e.g. 0.05,0.1")
+  attack.add_argument("--method", default="pgd", help="pgd (default) or fgsm")
+  attack.add_argument("--steps", type=int, default=10, help="PGD steps (default 10)")
+  attack.add_argument("--step-size", type=float, help="PGD step size (default 2.5 * eps / steps)")
+  attack.add_argument("--norm", default="linf", help="linf (default) or l2")
+  attack.add_argument("--split", default="test", help="the run's split to attack (default test)")
+  attack.add_argument("--limit", type=int, help="attack only the first N examples")
+  attack.add_argument("--batch-size", type=int, default=500)
+  attack.add_argument("--epoch", help="checkpoint: an epoch, 'best', or the latest (default)")
+  attack.add_argument("--seed", type=int, default=0, help="PGD's random starts")
+  attack.set_defaults(fn=_cmd_attack)
 
   bench = sub.add_parser("bench", help="optimizer benchmark suites: run them, report on them")
   bench_sub = bench.add_subparsers(dest="bench_command", required=True)

@@ -47,6 +47,9 @@ def run_parser() -> argparse.ArgumentParser:
   p.add_argument("--partition", help="SLURM partition")
   p.add_argument("--gpus-per-node", type=int, help="SLURM GPUs per job")
   p.add_argument("--cpus-per-task", type=int, help="SLURM CPUs per job")
+  p.add_argument("--no-compilation-cache", dest="compilation_cache", action="store_false",
+                 help="compile every program afresh (default: JAX's persistent cache in $JDL_CACHE_DIR, else "
+                      "~/.cache/jdl/xla, as jdl train uses: a rerun or a resumed suite loads its programs)")
   p.add_argument("--list", action="store_true", help="list suites, workloads and optimizers, then exit")
   p.add_argument("--quiet", action="store_true", help="no progress lines")
   return p
@@ -92,6 +95,10 @@ def run_main(argv: Sequence[str]) -> int:
   if not args.suite or not args.out:
     raise ValueError("jdl bench run needs --suite NAME and --out DIR (or --list)")
   suite = _suite_from_args(args)
+  if args.compilation_cache:
+    from jdl.train import experiment  # pylint: disable=g-import-not-at-top
+
+    experiment.enable_compilation_cache()
   log = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
   argv_full = ["jdl", "bench", "run", *argv]
   if args.executor == "submitit":

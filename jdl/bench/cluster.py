@@ -80,6 +80,9 @@ def pair_complete(suite: suite_lib.Suite, workload: str, optimizer: str,
 
 def pair_job(suite: suite_lib.Suite, workload: str, optimizer: str, out: str, imports: Sequence[str] = ()) -> int:
   """One job: the protocol of one pair, into its shard. Returns the number of records written."""
+  from jdl.train import experiment  # pylint: disable=g-import-not-at-top
+
+  experiment.enable_compilation_cache()  # jobs of one sweep share their compiled programs
   for path in imports:
     load_user_file(path)
   known = records_lib.read_records(Path(out) / records_lib.RESULTS_FILE)

@@ -290,6 +290,43 @@ def resolve_monitor(config_group: ml_collections.ConfigDict, logged: set[str], w
   return monitor, callbacks_lib.resolve_mode(monitor, mode)
 
 
+def build_model_and_state(config: ml_collections.ConfigDict, info: Any,
+                          train_data: Mapping[str, np.ndarray]) -> tuple[Any, Any, Any]:
+  """``(model, tx, state)``: the run's model, its optimizer and its initial ``TrainState``, as ``config`` says.
+
+  What ``jdl train`` builds before its first step, and what ``load_run``
+  restores a checkpoint into (the optimizer state's structure included: the
+  schedule, ``nonfinite="skip"``'s wrapper, the loss scale of float16).
+  """
+  from jdl.data import pipeline  # pylint: disable=g-import-not-at-top
+
+  model_options = config.model.options.to_dict()
+  model_options.pop("num_classes", None)
+  try:
+    model = jdl.models.create(config.model.name, num_classes=model_outputs(config, info), **model_options)
+  except (TypeError, ValueError) as e:
+    raise type(e)(f"model.options: {e}") from None
+  batch_size = config.data.batch_size
+  pipeline.check_batch_size(pipeline.num_examples(train_data), batch_size, "data.batch_size")
+  steps_per_epoch = pipeline.steps_per_epoch(pipeline.num_examples(train_data), batch_size)
+  tx = build_optimizer(config, total_steps=steps_per_epoch * config.epochs)
+  if config.get("nonfinite", "raise") == "skip":
+    tx = jdl.optim.skip_nonfinite(tx, config.get("nonfinite_max_skips", 10))
+  input_key = info.input_key
+  sample = step.scale_images({input_key: jnp.asarray(train_data[input_key][:1])}, input_key)[input_key]
+  try:
+    state = create_train_state(model, tx, sample, seed=config.seed)
+  except Exception as e:  # pylint: disable=broad-except  # any failure to build the model from its options
+    options = ", ".join(f"{k}={v!r}" for k, v in config.model.options.to_dict().items()) or "none"
+    raise ValueError(f"model.options: model {config.model.name!r} cannot be built on inputs of shape "
+                     f"{tuple(sample.shape[1:])} with the options {options} ({type(e).__name__}: "
+                     f"{str(e).splitlines()[0][:300] if str(e) else ''})") from None
+  if precision_lib.get_policy(config.get("precision", "float32")).needs_loss_scaling:
+    state = step.with_loss_scale(state, precision_lib.DynamicLossScale.create(
+        config.loss_scale.initial, growth_interval=config.loss_scale.growth_interval))
+  return model, tx, state
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str | os.PathLike[str],
@@ -324,7 +361,6 @@ def train_and_evaluate(
 
     transforms.get(transform)
   progress = _bool_option(config.progress, "progress")
-  nonfinite = config.get("nonfinite", "raise")
   on_device = _bool_option(config.data.on_device, "data.on_device")
   micro_batches = config.get("micro_batches", 1)
   policy = precision_lib.get_policy(config.get("precision", "float32"))
@@ -347,36 +383,10 @@ def train_and_evaluate(
   train_data = splits["train"]
   input_key = info.input_key
 
-  model_options = config.model.options.to_dict()
-  num_classes = model_outputs(config, info)
-  model_options.pop("num_classes", None)
   task = resolve_task(config, info)
-  check_data(config, splits, input_key, task, num_classes)
-  try:
-    model = jdl.models.create(config.model.name, num_classes=num_classes, **model_options)
-  except (TypeError, ValueError) as e:
-    raise type(e)(f"model.options: {e}") from None
+  check_data(config, splits, input_key, task, model_outputs(config, info))
+  model, tx, state = build_model_and_state(config, info, train_data)
   loss_fn = build_loss(config)
-  batch_size = config.data.batch_size
-  from jdl.data import pipeline  # pylint: disable=g-import-not-at-top
-
-  pipeline.check_batch_size(pipeline.num_examples(train_data), batch_size, "data.batch_size")
-  steps_per_epoch = pipeline.steps_per_epoch(pipeline.num_examples(train_data), batch_size)
-  tx = build_optimizer(config, total_steps=steps_per_epoch * config.epochs)
-  if nonfinite == "skip":
-    tx = jdl.optim.skip_nonfinite(tx, config.get("nonfinite_max_skips", 10))
-
-  sample = step.scale_images({input_key: jnp.asarray(train_data[input_key][:1])}, input_key)[input_key]
-  try:
-    state = create_train_state(model, tx, sample, seed=config.seed)
-  except Exception as e:  # pylint: disable=broad-except  # any failure to build the model from its options
-    options = ", ".join(f"{k}={v!r}" for k, v in config.model.options.to_dict().items()) or "none"
-    raise ValueError(f"model.options: model {config.model.name!r} cannot be built on inputs of shape "
-                     f"{tuple(sample.shape[1:])} with the options {options} ({type(e).__name__}: "
-                     f"{str(e).splitlines()[0][:300] if str(e) else ''})") from None
-  if policy.needs_loss_scaling:
-    state = step.with_loss_scale(state, precision_lib.DynamicLossScale.create(
-        config.loss_scale.initial, growth_interval=config.loss_scale.growth_interval))
   # Placed before any restore: the checkpoint is read straight into this strategy's shardings.
   state = strategy.place_state(state)
   example_metrics = step.example_metrics_for(task)

@@ -36,3 +36,40 @@ def plot_history(history: Sequence[dict[str, Any]], path: str | os.PathLike[str]
   fig.savefig(path, dpi=100)
   plt.close(fig)
   return fig
+
+
+def plot_adversarial(x: Any, x_adv: Any, y: Any, clean_pred: Any, adv_pred: Any, path: str | os.PathLike[str],
+                     class_names: Sequence[str] | None = None, title: str = "", columns: int = 8):
+  """A grid of images: clean inputs (top row) over their adversarial versions, each with its prediction.
+
+  Predictions that differ from the label are drawn in red. Images are
+  ``(n, H, W, C)`` in [0, 1] (C = 1 or 3); 1-D inputs are drawn as curves.
+
+  Returns:
+    The matplotlib Figure (also saved to ``path``).
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  n = min(columns, len(x))
+  name = (lambda c: class_names[int(c)]) if class_names else (lambda c: str(int(c)))  # noqa: E731
+  fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.8), squeeze=False)
+  for j in range(n):
+    for row, (images, preds, label) in enumerate(((x, clean_pred, "clean"), (x_adv, adv_pred, "adversarial"))):
+      ax = axes[row][j]
+      image = np.asarray(images[j])
+      if image.ndim == 3:
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0.0, vmax=1.0)
+      else:
+        ax.plot(image.reshape(-1))
+      wrong = int(preds[j]) != int(y[j])
+      ax.set_title(name(preds[j]), fontsize=8, color="red" if wrong else "black")
+      ax.set_xticks([])
+      ax.set_yticks([])
+      if j == 0:
+        ax.set_ylabel(label, fontsize=8)
+  if title:
+    fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return fig
