@@ -212,3 +212,48 @@ def robust_accuracy(logits_fn: Callable[[jax.Array], jax.Array], x: Any, y: Any,
   return {"method": method, "norm": norm, "steps": steps if method == "pgd" else 1, "examples": n,
           "clean_accuracy": correct_clean / n, "eps": eps, "step_size": sizes if method == "pgd" else None,
           "accuracy": [c / n for c in correct], "first": first}
+
+
+def adversarial_transform(apply_fn: Callable[..., Any], input_key: str = "image", label_key: str = "label", *,
+                          method: str = "pgd", eps: float = 0.1, steps: int = 7, step_size: float | None = None,
+                          norm: str = "linf", fraction: float = 0.5,
+                          clip: tuple[float, float] | None = (0.0, 1.0)) -> Callable[..., Any]:
+  """A train-step batch transform (``make_train_step(batch_transforms=...)``) for adversarial training.
+
+  Each training batch's first ``round(fraction · B)`` inputs are replaced by
+  adversarial examples against the current parameters (the model in
+  evaluation mode: no dropout, BatchNorm's running averages), made inside the
+  same compiled step; the gradient of the training loss does not flow through
+  the attack (``stop_gradient``), as in Madry et al. ``fraction=1`` trains on
+  adversarial examples only; ``0.5`` on half of each batch, half clean
+  (Goodfellow et al.'s mixed objective). PGD starts at a random point of the
+  ε-ball, from the step's own key; its step size defaults to ``2.5 · ε / steps``.
+  """
+  check_method(method)
+  _check_eps(eps)
+  if norm not in NORMS:
+    raise ValueError(f"norm: expected one of {', '.join(NORMS)}, got {norm!r}")
+  if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    raise ValueError(f"steps: expected an int >= 1, got {steps!r}")
+  if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < float(fraction) <= 1.0:
+    raise ValueError(f"fraction: expected a number in (0, 1], got {fraction!r}")
+  _check_clip(clip)
+  size = step_size if step_size else 2.5 * eps / steps
+  _check_eps(size, "step_size")
+
+  def transform(state, batch, key):
+    x, y = batch[input_key], batch[label_key]
+    k = max(1, int(round(float(fraction) * x.shape[0])))
+    variables = {"params": state.params, **(state.model_state or {})}
+
+    def logits_fn(v):
+      return apply_fn(variables, v, train=False)
+
+    if method == "fgsm":
+      x_adv = fgsm(logits_fn, x[:k], y[:k], eps=eps, clip=clip)
+    else:
+      x_adv = pgd(logits_fn, x[:k], y[:k], eps=eps, step_size=size, steps=steps, norm=norm, key=key, clip=clip)
+    x_adv = jax.lax.stop_gradient(x_adv.astype(x.dtype))
+    return {**batch, input_key: x_adv if k == x.shape[0] else jnp.concatenate([x_adv, x[k:]], axis=0)}
+
+  return transform

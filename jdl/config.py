@@ -89,6 +89,17 @@ def base_config() -> ml_collections.ConfigDict:
   # Least seconds between two saves (0: every epoch); the last epoch is always saved.
   c.checkpoint.every_seconds = 30.0
 
+  # Adversarial training (docs/attacks.md): '' (off) | 'fgsm' | 'pgd'. Each training
+  # batch's first `fraction` of inputs become adversarial examples against the
+  # current parameters, made inside the compiled step.
+  c.adversarial = ml_collections.ConfigDict()
+  c.adversarial.method = ""
+  c.adversarial.eps = 0.1
+  c.adversarial.steps = 7  # PGD steps
+  c.adversarial.step_size = 0.0  # 0: 2.5 * eps / steps
+  c.adversarial.norm = "linf"  # 'linf' | 'l2'
+  c.adversarial.fraction = 0.5  # of each batch, in (0, 1]
+
   # 'auto' (single on one device, data_parallel on more) | 'single' | 'data_parallel'
   # | 'pmap' | 'model_parallel'; see docs/parallel.md.
   c.strategy = "auto"
@@ -327,6 +338,17 @@ def check(config: ml_collections.ConfigDict) -> None:
   for key in ("checkpoint.mode", "early_stopping.mode"):
     _one_of(config, key, ("auto", "min", "max"))
   _one_of(config, "nonfinite", ("raise", "skip", "stop"))
+  method = _get(config, "adversarial.method")
+  if method is not _MISSING and method not in ("", "fgsm", "pgd"):
+    raise ValueError(f"adversarial.method: expected '' (off), 'fgsm' or 'pgd', got {method!r}")
+  _one_of(config, "adversarial.norm", ("linf", "l2"))
+  _int_at_least(config, "adversarial.steps", 1)
+  for key in ("adversarial.eps", "adversarial.step_size"):
+    _number_at_least(config, key, 0.0)
+  fraction = _get(config, "adversarial.fraction")
+  if fraction is not _MISSING and (isinstance(fraction, bool) or not isinstance(fraction, (int, float))
+                                   or not 0.0 < float(fraction) <= 1.0):
+    raise ValueError(f"adversarial.fraction: expected a number in (0, 1], got {fraction!r}")
   split = config.data.get("train_split")
   if not isinstance(split, str) or not split:
     raise ValueError(f"data.train_split: expected a split such as 'train' or 'train[:90%]', got {split!r}")

@@ -186,3 +186,51 @@ def test_a_run_without_checkpoints_is_named(tiny_data, tmp_path):
   _, workdir = _train_tiny(tmp_path, **{"checkpoint.enabled": "false", "epochs": "1"})
   with pytest.raises(FileNotFoundError, match="has no checkpoint in"):
     runs.load_run(workdir)
+
+
+def test_adversarial_transform_replaces_the_first_fraction_of_each_batch_with_attacks():
+  from jdl.train import create_train_state, make_train_step  # pylint: disable=g-import-not-at-top
+
+  import jdl.losses  # pylint: disable=g-import-not-at-top
+  import jdl.models  # pylint: disable=g-import-not-at-top
+
+  model = jdl.models.create("mlp", num_classes=3, hidden=(8,))
+  state = create_train_state(model, optax.sgd(0.1), jnp.zeros((1, 6)), seed=0)
+  x = jax.random.uniform(jax.random.key(1), (8, 6))
+  y = jnp.asarray([0, 1, 2, 0, 1, 2, 0, 1])
+  transform = attacks.adversarial_transform(model.apply, "inputs", method="fgsm", eps=0.1, fraction=0.5)
+  out = transform(state, {"inputs": x, "label": y}, jax.random.key(2))
+
+  def logits_fn(v):
+    return model.apply({"params": state.params}, v, train=False)
+
+  np.testing.assert_array_equal(out["inputs"][:4], attacks.fgsm(logits_fn, x[:4], y[:4], eps=0.1))
+  np.testing.assert_array_equal(out["inputs"][4:], x[4:])
+  # In the train step: the update is plain SGD on the transformed batch, the attack held constant.
+  loss = jdl.losses.get("sparse_categorical_crossentropy")
+  step = make_train_step(apply_fn=model.apply, loss_fn=loss, tx=optax.sgd(0.1), input_key="inputs",
+                         batch_transforms=(transform,))
+  new, _ = step(state, {"inputs": x, "label": y})
+  grads = jax.grad(lambda p: jnp.mean(loss(model.apply({"params": p}, out["inputs"], train=True), {"label": y})))(
+      state.params)
+  for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(jax.tree.map(lambda p, g: p - 0.1 * g,
+                                                                             state.params, grads))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match=r"fraction: expected a number in \(0, 1\], got 0"):
+    attacks.adversarial_transform(model.apply, method="pgd", fraction=0)
+
+
+def test_adversarial_training_from_the_config_makes_the_network_more_robust(tiny_data, tmp_path):
+  results = {}
+  for name, overrides in (("standard", {}), ("adversarial", {"adversarial.method": "fgsm", "adversarial.eps": "0.3",
+                                                             "adversarial.fraction": "1.0"})):
+    summary, workdir = _train_tiny(tmp_path, name, **{"epochs": "3", **overrides})
+    run = runs.load_run(workdir)
+    test = run.split("test")
+    table = attacks.robust_accuracy(run.logits_fn(), run.inputs(test), test["label"], eps=(0.3,), method="fgsm")
+    results[name] = (summary["test_accuracy"], table["accuracy"][0])
+  assert results["standard"][0] > 0.9 and results["adversarial"][0] > 0.9, results
+  assert results["adversarial"][1] > results["standard"][1] + 0.2, results
+  with pytest.raises(ValueError, match="adversarial.method: expected '' \\(off\\), 'fgsm' or 'pgd', got 'cw'"):
+    _train_tiny(tmp_path, "bad", **{"adversarial.method": "cw"})
+  assert not (tmp_path / "bad").exists()

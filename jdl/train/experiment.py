@@ -230,6 +230,26 @@ def enable_compilation_cache(enabled: bool = True) -> pathlib.Path | None:
   return directory
 
 
+def adversarial_transforms(config: ml_collections.ConfigDict, model: Any, input_key: str, task: str,
+                           images: bool) -> tuple:
+  """``config.adversarial`` as the train step's batch transforms (none when its method is '').
+
+  ``images``: the inputs are uint8 images, which the step scales to [0, 1], the
+  range adversarial examples are kept in (other inputs have none).
+  """
+  adv = config.get("adversarial")
+  if not adv or not adv.get("method"):
+    return ()
+  if task not in ("classification", "binary"):
+    raise ValueError(f"adversarial.method: adversarial training attacks a classifier's labels; this run's task is "
+                     f"{task!r}")
+  from jdl import attacks  # pylint: disable=g-import-not-at-top
+
+  return (attacks.adversarial_transform(model.apply, input_key, method=adv.method, eps=adv.eps, steps=adv.steps,
+                                        step_size=adv.step_size or None, norm=adv.norm, fraction=adv.fraction,
+                                        clip=(0.0, 1.0) if images else None),)
+
+
 def resolve_task(config: ml_collections.ConfigDict, info: Any) -> str:
   """What the run predicts: ``classification``, ``binary``, ``multilabel``, ``regression`` or ``multi_output``.
 
@@ -401,7 +421,9 @@ def train_and_evaluate(
   precision = None if policy.compute_dtype == jnp.float32 else policy
   train_step = step.make_train_step(apply_fn=model.apply, loss_fn=loss_fn, tx=tx, input_key=input_key,
                                     example_metrics=example_metrics, axis_name=strategy.axis_name,
-                                    precision=precision, micro_batches=micro_batches)
+                                    precision=precision, micro_batches=micro_batches,
+                                    batch_transforms=adversarial_transforms(
+                                        config, model, input_key, task, train_data[input_key].dtype == np.uint8))
   eval_step = step.make_eval_step(apply_fn=model.apply, loss_fn=loss_fn, input_key=input_key,
                                   example_metrics=example_metrics, metrics=metric_specs,
                                   axis_name=strategy.axis_name, precision=precision)

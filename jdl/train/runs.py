@@ -173,8 +173,8 @@ def attack_run(directory: str | pathlib.Path, eps: Any, *, method: str = "pgd", 
   """Robust accuracy of a trained run over ``eps``; writes ``attack.json`` and ``attack.png`` into the run.
 
   Everything is checked before the run is loaded or anything compiled. The
-  images' valid range is [0, 1] (jdl scales uint8 images so); other inputs
-  are attacked without a range.
+  valid range of uint8 images is [0, 1] (jdl scales them so); other inputs are
+  attacked without a range.
 
   Returns:
     what ``attack.json`` holds: the run, the split, the checkpoint's epoch and
@@ -199,7 +199,7 @@ def attack_run(directory: str | pathlib.Path, eps: Any, *, method: str = "pgd", 
   x, y = run.inputs(arrays), np.asarray(arrays["label"])
   if limit is not None:
     x, y = x[:limit], y[:limit]
-  images = x.ndim == 4
+  images = np.asarray(arrays[run.input_key]).dtype == np.uint8  # scaled to [0, 1] by run.inputs
   result = attacks.robust_accuracy(run.logits_fn(), x, y, eps=eps, method=method, steps=steps,
                                    step_size=step_size, norm=norm, clip=(0.0, 1.0) if images else None,
                                    batch_size=batch_size, seed=seed)
