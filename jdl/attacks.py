@@ -164,9 +164,10 @@ def robust_accuracy(logits_fn: Callable[[jax.Array], jax.Array], x: Any, y: Any,
                     seed: int = 0) -> dict[str, Any]:
   """Clean and adversarial accuracy of ``logits_fn`` on ``(x, y)`` for each ε.
 
-  The attack is compiled once for all ε (ε is an argument of the program) and
-  runs in batches of ``batch_size`` (the last one smaller). PGD's step size
-  defaults to ``2.5 · ε / steps`` (Madry et al.) and starts at a random point.
+  The attack is compiled once for all ε (ε is an argument of the program; once
+  more for a smaller last batch) and runs in batches of ``batch_size``. PGD's
+  step size defaults (None or 0) to ``2.5 · ε / steps`` (the rule of thumb of
+  the madrylab ``robustness`` library) and PGD starts at a random point.
   ``logits_fn`` must be hashable and the same object across calls for the
   compiled program to be reused (``TrainedRun.logits_fn()`` returns a new one).
 
@@ -195,7 +196,9 @@ def robust_accuracy(logits_fn: Callable[[jax.Array], jax.Array], x: Any, y: Any,
   clip_t = None if clip is None else (float(clip[0]), float(clip[1]))
   key = jax.random.key(seed)
   correct_clean, correct = 0, [0] * len(eps)
-  sizes = [step_size if step_size is not None else 2.5 * e / steps for e in eps]
+  if step_size:
+    _check_eps(step_size, "step_size")
+  sizes = [step_size if step_size else 2.5 * e / steps for e in eps]
   first: dict[str, Any] = {}
   for i, e in enumerate(eps):
     for start in range(0, n, batch_size):
@@ -222,11 +225,12 @@ def adversarial_transform(apply_fn: Callable[..., Any], input_key: str = "image"
 
   Each training batch's first ``round(fraction · B)`` inputs are replaced by
   adversarial examples against the current parameters (the model in
-  evaluation mode: no dropout, BatchNorm's running averages), made inside the
+  evaluation mode: no dropout, BatchNorm's running averages; Madry et al.'s and
+  Wong et al.'s code attack the training mode instead), made inside the
   same compiled step; the gradient of the training loss does not flow through
   the attack (``stop_gradient``), as in Madry et al. ``fraction=1`` trains on
   adversarial examples only; ``0.5`` on half of each batch, half clean
-  (Goodfellow et al.'s mixed objective). PGD starts at a random point of the
+  (Kurakin et al. 2017's mixed batches). PGD starts at a random point of the
   ε-ball, from the step's own key; its step size defaults to ``2.5 · ε / steps``.
   """
   check_method(method)
@@ -257,3 +261,4 @@ def adversarial_transform(apply_fn: Callable[..., Any], input_key: str = "image"
     return {**batch, input_key: x_adv if k == x.shape[0] else jnp.concatenate([x_adv, x[k:]], axis=0)}
 
   return transform
+

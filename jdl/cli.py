@@ -134,7 +134,11 @@ def _cmd_attack(args: argparse.Namespace, extra: Sequence[str]) -> int:
     raise ValueError(f"unrecognised arguments: {' '.join(extra)}")
   from jdl.train import runs  # pylint: disable=g-import-not-at-top
 
-  epoch = args.epoch if args.epoch in (None, "best") else int(args.epoch)
+  epoch = args.epoch
+  if epoch not in (None, "best"):
+    if not epoch.isdigit():
+      raise ValueError(f"--epoch: expected an epoch number or 'best', got {epoch!r}")
+    epoch = int(epoch)
   out = runs.attack_run(args.run_dir, args.eps, method=args.method, steps=args.steps, step_size=args.step_size,
                         norm=args.norm, split=args.split, limit=args.limit, batch_size=args.batch_size,
                         epoch=epoch, seed=args.seed)

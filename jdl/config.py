@@ -99,6 +99,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.adversarial.step_size = 0.0  # 0: 2.5 * eps / steps
   c.adversarial.norm = "linf"  # 'linf' | 'l2'
   c.adversarial.fraction = 0.5  # of each batch, in (0, 1]
+  # Robust accuracy logged per epoch (eval_robust_accuracy): PGD at `eps` with this
+  # many steps on the first `eval_examples` of the eval split (0: off).
+  c.adversarial.eval_examples = 1000
+  c.adversarial.eval_steps = 10
 
   # 'auto' (single on one device, data_parallel on more) | 'single' | 'data_parallel'
   # | 'pmap' | 'model_parallel'; see docs/parallel.md.
@@ -343,6 +347,8 @@ def check(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"adversarial.method: expected '' (off), 'fgsm' or 'pgd', got {method!r}")
   _one_of(config, "adversarial.norm", ("linf", "l2"))
   _int_at_least(config, "adversarial.steps", 1)
+  _int_at_least(config, "adversarial.eval_steps", 1)
+  _int_at_least(config, "adversarial.eval_examples", 0)
   for key in ("adversarial.eps", "adversarial.step_size"):
     _number_at_least(config, key, 0.0)
   fraction = _get(config, "adversarial.fraction")

@@ -178,6 +178,10 @@ def test_load_run_restores_the_evaluated_network_and_jdl_attack_writes_its_files
   assert "eps: expected a finite number >= 0, got -0.1" in capsys.readouterr().err
   assert cli.main(["attack", str(workdir), "--eps", "0.1", "--norm", "l3"]) == 2
   assert "norm: expected one of linf, l2, got 'l3'" in capsys.readouterr().err
+  assert cli.main(["attack", str(workdir), "--eps", "0.1", "--step-size", "-0.01"]) == 2
+  assert "step_size: expected a finite number >= 0, got -0.01" in capsys.readouterr().err
+  assert cli.main(["attack", str(workdir), "--eps", "0.1", "--epoch", "last"]) == 2
+  assert "--epoch: expected an epoch number or 'best', got 'last'" in capsys.readouterr().err
   assert cli.main(["attack", str(tmp_path), "--eps", "0.1"]) == 2
   assert "holds no config.json; it is not the workdir of a `jdl train` run" in capsys.readouterr().err
 
@@ -234,3 +238,22 @@ def test_adversarial_training_from_the_config_makes_the_network_more_robust(tiny
   with pytest.raises(ValueError, match="adversarial.method: expected '' \\(off\\), 'fgsm' or 'pgd', got 'cw'"):
     _train_tiny(tmp_path, "bad", **{"adversarial.method": "cw"})
   assert not (tmp_path / "bad").exists()
+
+
+def test_adversarial_training_logs_the_robust_accuracy_of_every_epoch(tiny_data, tmp_path):
+  overrides = {"epochs": "2", "adversarial.method": "fgsm", "adversarial.eps": "0.3", "adversarial.fraction": "1.0",
+               "adversarial.eval_examples": "50", "adversarial.eval_steps": "3",
+               "checkpoint.monitor": "eval_robust_accuracy"}
+  _, workdir = _train_tiny(tmp_path, **overrides)
+  lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [line["epoch"] for line in lines] == [1, 2]
+  assert all(line["eval_robust_eps"] == 0.3 and 0.0 <= line["eval_robust_accuracy"] <= 1.0 for line in lines)
+  # The last epoch's figure is PGD-3 (step 2.5·eps/3, the start drawn from (seed, epoch)) on the first 50 eval
+  # examples against the final network.
+  run = runs.load_run(workdir, epoch=2)
+  test = run.split("eval")
+  x, y = run.inputs(test)[:50], jnp.asarray(test["label"][:50])
+  key = jax.random.fold_in(jax.random.key(run.config.seed), 2)
+  f = run.logits_fn()
+  x_adv = attacks.pgd(f, x, y, eps=0.3, step_size=0.25, steps=3, key=key)
+  assert lines[-1]["eval_robust_accuracy"] == pytest.approx(float(jnp.mean(jnp.argmax(f(x_adv), -1) == y)))

@@ -42,6 +42,11 @@ class Callback:
   def on_epoch_end(self, run: Run, epoch: int, logs: dict[str, Any]) -> None:
     pass
 
+  def epoch_metrics(self, run: Run, epoch: int) -> dict[str, float]:
+    """Extra figures of ``epoch`` (e.g. a robust accuracy), merged into its logs before they are written."""
+    del run, epoch
+    return {}
+
   def on_train_end(self, run: Run) -> None:
     pass
 
@@ -246,3 +251,52 @@ class ModelCheckpoint(Callback):
 
   def on_train_end(self, run: Run) -> None:
     self.checkpointer.wait()
+
+
+class RobustAccuracy(Callback):
+  """Accuracy under a PGD attack on a fixed probe set, logged every epoch (adversarial training's figure).
+
+  ``eval_robust_accuracy`` and ``eval_robust_eps`` join each epoch's logs
+  (``metrics.jsonl``, the history, the curves). The accuracy is measured on the
+  given examples, against the epoch's evaluation parameters
+  (``jdl.optim.eval_params``), in evaluation mode. The attack is one program,
+  compiled at the first epoch. Its random start is drawn from ``(seed, epoch)``,
+  so a resumed run logs the same figures.
+
+  Args:
+    apply_fn: the model's ``apply``.
+    x, y: the probe's inputs (as the network takes them) and labels.
+    eps, steps, step_size, norm, clip: the attack (``jdl.attacks.pgd``'s; the
+      step size defaults to ``2.5 · eps / steps``).
+    seed: for the random starts.
+  """
+
+  name = "robust_accuracy"
+
+  def __init__(self, apply_fn: Any, x: Any, y: Any, *, eps: float, steps: int = 10, step_size: float | None = None,
+               norm: str = "linf", clip: tuple[float, float] | None = (0.0, 1.0), seed: int = 0):
+    from jdl import attacks  # pylint: disable=g-import-not-at-top
+
+    attacks._check_eps(eps)  # pylint: disable=protected-access
+    if norm not in attacks.NORMS:
+      raise ValueError(f"norm: expected one of {', '.join(attacks.NORMS)}, got {norm!r}")
+    self.x, self.y = jnp.asarray(x), jnp.asarray(y)
+    self.eps, self.seed = float(eps), int(seed)
+    size = step_size or 2.5 * eps / steps
+
+    def correct(variables, x, y, key):
+      def logits_fn(v):
+        return apply_fn(variables, v, train=False)
+
+      x_adv = attacks.pgd(logits_fn, x, y, eps=eps, step_size=size, steps=steps, norm=norm, key=key, clip=clip)
+      return jnp.sum(attacks.predictions(logits_fn(x_adv)) == y)
+
+    self._correct = jax.jit(correct)
+
+  def epoch_metrics(self, run: Run, epoch: int) -> dict[str, float]:
+    import jdl.optim  # pylint: disable=g-import-not-at-top
+
+    state = run.state
+    variables = {"params": jdl.optim.eval_params(state.opt_state, state.params), **(state.model_state or {})}
+    hits = int(self._correct(variables, self.x, self.y, jax.random.fold_in(jax.random.key(self.seed), epoch)))
+    return {"eval_robust_accuracy": hits / len(self.y), "eval_robust_eps": self.eps}

@@ -250,6 +250,23 @@ def adversarial_transforms(config: ml_collections.ConfigDict, model: Any, input_
                                         clip=(0.0, 1.0) if images else None),)
 
 
+def robust_accuracy_callbacks(config: ml_collections.ConfigDict, model: Any, input_key: str,
+                              splits: Mapping[str, Mapping[str, np.ndarray]], task: str) -> list:
+  """Adversarial training's per-epoch robust accuracy (``config.adversarial.eval_examples`` of the eval split)."""
+  adv = config.get("adversarial")
+  if not adv or not adv.get("method") or not adv.get("eval_examples", 0) or "eval" not in splits:
+    return []
+  if task not in ("classification", "binary"):
+    return []  # adversarial_transforms names the problem
+  arrays = splits["eval"]
+  n = min(int(adv.eval_examples), len(arrays["label"]))
+  x = step.scale_images({input_key: jnp.asarray(arrays[input_key][:n])}, input_key)[input_key]
+  images = np.asarray(arrays[input_key]).dtype == np.uint8
+  return [callbacks_lib.RobustAccuracy(model.apply, x, np.asarray(arrays["label"][:n]), eps=adv.eps,
+                                       steps=adv.get("eval_steps", 10), norm=adv.norm,
+                                       clip=(0.0, 1.0) if images else None, seed=config.seed)]
+
+
 def resolve_task(config: ml_collections.ConfigDict, info: Any) -> str:
   """What the run predicts: ``classification``, ``binary``, ``multilabel``, ``regression`` or ``multi_output``.
 
@@ -415,6 +432,9 @@ def train_and_evaluate(
   logged = {f"train_{k}" for k in names}
   if config.data.get("eval_split"):
     logged |= {f"eval_{k}" for k in names} | {f"eval_{spec.key}" for spec in metric_specs}
+    adv = config.get("adversarial")
+    if adv and adv.get("method") and adv.get("eval_examples", 0):
+      logged.add("eval_robust_accuracy")  # a checkpoint may keep the most robust epoch
   checkpoint_monitor = resolve_monitor(config.checkpoint, logged, "checkpoint") if config.checkpoint.enabled else None
   early_monitor = (resolve_monitor(config.early_stopping, logged, "early_stopping")
                    if config.early_stopping.enabled else None)
@@ -428,13 +448,14 @@ def train_and_evaluate(
                                   example_metrics=example_metrics, metrics=metric_specs,
                                   axis_name=strategy.axis_name, precision=precision)
 
+  extra_callbacks = robust_accuracy_callbacks(config, model, input_key, splits, task)
   with run_plan.start(primary) as workdir, preemption.SignalGuard() as guard:
     distributed.barrier("jdl_workdir_ready")
     result, early = _train(config, workdir, resume=run_plan.mode == workdir_lib.RESUME, primary=primary,
                            state=state, train_step=train_step, eval_step=eval_step, splits=splits,
                            strategy=strategy, checkpoint_monitor=checkpoint_monitor, early_monitor=early_monitor,
                            progress=progress,
-                           on_device=on_device, interrupt=guard.requested)
+                           on_device=on_device, interrupt=guard.requested, extra_callbacks=extra_callbacks)
     summary = _finish(config, workdir, result, early, splits=splits, eval_step=eval_step, strategy=strategy,
                       primary=primary, data_seconds=data_seconds, wall_start=wall_start,
                       engine={"data_on_device": result.data_on_device,
@@ -475,9 +496,9 @@ def _restore(checkpointer, state, workdir, primary):
 
 
 def _train(config, workdir, *, resume, primary, state, train_step, eval_step, splits, strategy, checkpoint_monitor,
-           early_monitor, progress, on_device, interrupt=None):
+           early_monitor, progress, on_device, interrupt=None, extra_callbacks=()):
   """Sets up the callbacks and checkpoints, restores a resumed run, writes config.json and trains."""
-  callbacks: list[callbacks_lib.Callback] = []
+  callbacks: list[callbacks_lib.Callback] = list(extra_callbacks)  # first: their figures can be monitored
   early = None
   if config.early_stopping.enabled:
     es = config.early_stopping

@@ -467,6 +467,8 @@ def fit(
       break
     logs["epoch_seconds"] = epoch_seconds
     logs["examples_per_second"] = examples_per_epoch / epoch_seconds
+    for cb in callbacks:
+      logs.update(cb.epoch_metrics(run, epoch))
     run.history.append(logs)
     progress_.end(logs)
     if log_fn is not None:

@@ -1,4 +1,4 @@
-"""A finished (or interrupted) run, loaded back from its directory: its config, data, model and weights.
+"""A finished run (or one stopped after a checkpoint), loaded back from its directory: its config, data, model and weights.
 
 ``load_run(RUN_DIR)`` is what every command that works on a trained network
 starts from (``jdl attack``, and the analyses built on it)::
@@ -84,7 +84,14 @@ class TrainedRun:
 
 
 def load_run(directory: str | pathlib.Path, epoch: int | str | None = None) -> TrainedRun:
-  """Loads the run in ``directory`` at checkpoint ``epoch`` (default: the latest; ``"best"``: the monitored best).
+  """Loads the run in ``directory`` at checkpoint ``epoch``.
+
+  ``epoch``: a checkpointed epoch; ``"best"``: the epoch with the best
+  ``checkpoint.monitor`` in ``metrics.jsonl``; None (the default): the state
+  ``jdl train`` tested, that is early stopping's best epoch when it restored it
+  (``summary.json``'s ``best_epoch``), else the latest checkpoint. The network
+  runs in float32 (a run trained in mixed precision evaluated in its compute
+  dtype: its figures may differ in the last digits).
 
   Raises:
     FileNotFoundError: ``directory`` holds no run (no ``config.json``) or no checkpoint.
@@ -122,6 +129,10 @@ def load_run(directory: str | pathlib.Path, epoch: int | str | None = None) -> T
 
     splits = {role: transforms.apply(transform, arrays) for role, arrays in splits.items()}
   model, _, state = experiment.build_model_and_state(config, info, splits["train"])
+  if epoch is None and config.early_stopping.enabled and config.early_stopping.get("restore_best", True):
+    summary = workdir_lib.read_json(directory / "summary.json", "the run's summary") or {}
+    if summary.get("best_epoch") in epochs:
+      epoch = int(summary["best_epoch"])  # the state the run ended with and tested
   if epoch == "best":
     epoch = _best_epoch(directory, config, epochs)
   elif epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch not in epochs):
@@ -188,10 +199,17 @@ def attack_run(directory: str | pathlib.Path, eps: Any, *, method: str = "pgd", 
   if norm not in attacks.NORMS:
     raise ValueError(f"norm: expected one of {', '.join(attacks.NORMS)}, got {norm!r}")
   eps = [float(e) for e in (eps if isinstance(eps, (list, tuple)) else [eps])]
+  if not eps:
+    raise ValueError("eps: expected at least one value, got none")
   for e in eps:
     attacks._check_eps(e)  # pylint: disable=protected-access
-  if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-    raise ValueError(f"limit: expected an int >= 1 or None, got {limit!r}")
+  if step_size:
+    attacks._check_eps(step_size, "step_size")  # pylint: disable=protected-access
+  for name, value, low in (("limit", limit, 1), ("steps", steps, 1), ("batch_size", batch_size, 1)):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+      raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+  if split not in ("train", "eval", "test"):
+    raise ValueError(f"split: expected train, eval or test, got {split!r}")
   run = load_run(directory, epoch)
   if run.task not in ("classification", "binary"):
     raise ValueError(f"run: attacks measure classification accuracy; {directory} is a {run.task} run")
