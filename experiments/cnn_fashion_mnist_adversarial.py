@@ -10,8 +10,9 @@ fraction of the cost), ε = 0.1. A training step costs about twice a standard on
     jdl train cnn_fashion_mnist_adversarial --workdir runs/cnn-adv --config.progress=false
     jdl attack runs/cnn-adv --eps 0.05,0.1          # PGD-10, as for the standard network
 
-Results (docs/attacks.md): clean and PGD-10 robust test accuracy against the
-standard network's.
+Results (docs/attacks.md), seeds 0-2 on the 2-core CPU: clean test accuracy
+0.8438 ± 0.0003 and PGD-10 accuracy at ε = 0.1 0.7070 ± 0.0078, against 0.9209
+and 0.0003 for the standard network; 443 s of training for seed 0.
 """
 
 from jdl.config import load_experiment
