@@ -6,6 +6,8 @@
     jdl list {experiments,models,datasets}
     jdl bench run --suite NAME --out DIR [...] | jdl bench report DIR
     jdl attack RUN_DIR --eps 0.05,0.1 [--method pgd|fgsm] [--steps 10] [--norm linf|l2]
+    jdl visualize RUN_DIR --what ideal,saliency,filters,confusion,errors [--class NAME]
+    jdl visualize RUN_DIR [RUN_DIR ...] --what diagnostics
 
 Only argparse is imported up front; each command imports what it needs, so the
 command starts fast.
@@ -129,16 +131,20 @@ def _floats(text: str) -> list[float]:
     raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def _epoch_arg(epoch: str | None) -> int | str | None:
+  if epoch not in (None, "best"):
+    if not epoch.isdigit():
+      raise ValueError(f"--epoch: expected an epoch number or 'best', got {epoch!r}")
+    return int(epoch)
+  return epoch
+
+
 def _cmd_attack(args: argparse.Namespace, extra: Sequence[str]) -> int:
   if extra:
     raise ValueError(f"unrecognised arguments: {' '.join(extra)}")
   from jdl.train import runs  # pylint: disable=g-import-not-at-top
 
-  epoch = args.epoch
-  if epoch not in (None, "best"):
-    if not epoch.isdigit():
-      raise ValueError(f"--epoch: expected an epoch number or 'best', got {epoch!r}")
-    epoch = int(epoch)
+  epoch = _epoch_arg(args.epoch)
   out = runs.attack_run(args.run_dir, args.eps, method=args.method, steps=args.steps, step_size=args.step_size,
                         norm=args.norm, split=args.split, limit=args.limit, batch_size=args.batch_size,
                         epoch=epoch, seed=args.seed)
@@ -151,6 +157,32 @@ def _cmd_attack(args: argparse.Namespace, extra: Sequence[str]) -> int:
   for e, acc in zip(out["eps"], out["accuracy"]):
     print(f"| {e:g} | {acc:.4f} |")
   print(f"written: {pathlib.Path(out['run']) / runs.ATTACK_FILE}, {pathlib.Path(out['run']) / runs.ATTACK_FIGURE}")
+  return 0
+
+
+def _cmd_visualize(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  if extra:
+    raise ValueError(f"unrecognised arguments: {' '.join(extra)}")
+  from jdl.train import runs  # pylint: disable=g-import-not-at-top
+
+  epoch = _epoch_arg(args.epoch)
+  out = runs.visualize_run(args.run_dir, args.what, class_name=args.class_name, count=args.count, steps=args.steps,
+                           tv=args.tv, learning_rate=args.learning_rate, jitter=args.jitter, split=args.split,
+                           epoch=epoch, seed=args.seed)
+  if "ideal" in out:
+    ideal = out["ideal"]
+    print("| class | probability | with TV |")
+    print("|---|---:|---:|")
+    for name, p, q in zip(ideal["classes"], ideal["probability"], ideal["probability_tv"]):
+      print(f"| {name} | {p:.4f} | {q:.4f} |")
+    if "total_variation" in ideal:
+      print(f"mean total variation: {ideal['total_variation'][0]:.4f} without TV, {ideal['total_variation'][1]:.4f} "
+            f"with TV {ideal['tv']:g}")
+  if "confusion" in out:
+    print(f"{out['confusion']['split']} accuracy: {out['confusion']['accuracy']:.4f}")
+  if "errors" in out:
+    print(f"{out['errors']['errors']} misclassified examples in the {out['errors']['split']} split")
+  print("written: " + ", ".join(out["written"]))
   return 0
 
 
@@ -197,6 +229,29 @@ def build_parser() -> argparse.ArgumentParser:
   attack.add_argument("--epoch", help="checkpoint: an epoch, 'best', or the latest (default)")
   attack.add_argument("--seed", type=int, default=0, help="PGD's random starts")
   attack.set_defaults(fn=_cmd_attack)
+
+  visualize = sub.add_parser(
+      "visualize", help="figures of a trained run: ideal class inputs, saliency, filters, errors, diagnostics",
+      description="Figures of a trained run, written as PNGs into its directory (and visualize.json): "
+                  "ideal (activation maximisation of each class), saliency (gradient, SmoothGrad, integrated "
+                  "gradients), filters (the first convolution), confusion, errors (the most confidently "
+                  "misclassified examples), diagnostics (training diagnostics; several runs side by side).")
+  visualize.add_argument("run_dir", nargs="+", help="the --workdir of a `jdl train` run (several: diagnostics)")
+  visualize.add_argument("--what", required=True,
+                         help="comma-separated: ideal, saliency, filters, confusion, errors, diagnostics, or all")
+  visualize.add_argument("--class", dest="class_name", help="a class name of the run's dataset (ideal, saliency)")
+  visualize.add_argument("--count", type=int, default=8, help="examples in the saliency and errors figures")
+  visualize.add_argument("--steps", type=int, default=512, help="activation maximisation steps (default 512)")
+  visualize.add_argument("--tv", type=float, default=1.0,
+                         help="total-variation weight of the second row of ideal (default 1)")
+  visualize.add_argument("--learning-rate", type=float, default=0.01,
+                         help="activation maximisation's Adam rate (default 0.01)")
+  visualize.add_argument("--jitter", type=int, default=2,
+                         help="random shift in pixels at each ascent step (default 2)")
+  visualize.add_argument("--split", default="test", help="the split of saliency, confusion and errors")
+  visualize.add_argument("--epoch", help="checkpoint: an epoch, 'best', or the state jdl train tested (default)")
+  visualize.add_argument("--seed", type=int, default=0)
+  visualize.set_defaults(fn=_cmd_visualize)
 
   bench = sub.add_parser("bench", help="optimizer benchmark suites: run them, report on them")
   bench_sub = bench.add_subparsers(dest="bench_command", required=True)

@@ -104,6 +104,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.adversarial.eval_examples = 1000
   c.adversarial.eval_steps = 10
 
+  # Training diagnostics (docs/visualize.md): per-layer gradient norms, update/weight
+  # ratios, activation statistics and dead-unit fractions on the first `examples`
+  # training examples, logged every `every` epochs as diag_* keys of metrics.jsonl.
+  c.diagnostics = ml_collections.ConfigDict()
+  c.diagnostics.enabled = False
+  c.diagnostics.examples = 256
+  c.diagnostics.every = 1
+
   # 'auto' (single on one device, data_parallel on more) | 'single' | 'data_parallel'
   # | 'pmap' | 'model_parallel'; see docs/parallel.md.
   c.strategy = "auto"
@@ -349,6 +357,8 @@ def check(config: ml_collections.ConfigDict) -> None:
   _int_at_least(config, "adversarial.steps", 1)
   _int_at_least(config, "adversarial.eval_steps", 1)
   _int_at_least(config, "adversarial.eval_examples", 0)
+  _int_at_least(config, "diagnostics.examples", 1)
+  _int_at_least(config, "diagnostics.every", 1)
   for key in ("adversarial.eps", "adversarial.step_size"):
     _number_at_least(config, key, 0.0)
   fraction = _get(config, "adversarial.fraction")

@@ -16,6 +16,7 @@ from jdl.train import experiment
 EXPERIMENTS = {
     "cnn_fashion_mnist": ("fashion_mnist", "cnn_small", 34_258),
     "cnn_fashion_mnist_adversarial": ("fashion_mnist", "cnn_small", 34_258),
+    "mlp_deep_diagnostics": ("fashion_mnist", "mlp", 729_866),
     "mnist1d_logreg": ("mnist1d", "logreg", 410),
     "mnist1d_mlp": ("mnist1d", "mlp", 15_210),
     "mnist1d_cnn": ("mnist1d", "cnn1d", 5_210),

@@ -13,6 +13,7 @@ from jdl.models import _checks
 from jdl.models._registry import register
 from jdl.nn.activations import get_activation
 from jdl.nn.initializers import Initializer
+from jdl.nn.diagnostics import record_activation
 from jdl.nn.layers import BatchNorm, Conv, Dense, avg_pool, max_pool
 
 
@@ -111,7 +112,7 @@ class CNNSmall(nn.Module):
                use_bias=not self.batch_norm, kernel_init=self.kernel_init, name=f"conv_{i}")(y)
       if self.batch_norm:
         y = BatchNorm(use_running_average=not train, name=f"bn_{i}")(y)
-      y = max_pool(get_activation(self.activation)(y), 2)
+      y = max_pool(record_activation(self, f"conv_{i}_act", get_activation(self.activation)(y)), 2)
     y = y.reshape((y.shape[0], -1))
     if self.dropout:
       y = nn.Dropout(self.dropout, deterministic=not train)(y)

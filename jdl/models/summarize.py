@@ -50,7 +50,9 @@ def _input_shape(model_or_name: nn.Module | str, input_shape: Sequence[int] | No
 def _variables_shape(model: nn.Module, x: jax.ShapeDtypeStruct, train: bool) -> Any:
   def init(x):
     rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
-    return model.init(rngs, x, train=train)
+    variables = dict(model.init(rngs, x, train=train))
+    variables.pop("activations", None)  # recorded outputs (jdl.nn.record_activation), not variables
+    return variables
 
   return jax.eval_shape(init, x)
 

@@ -8,7 +8,7 @@
 
 from jdl.nn.activations import PReLU, get_activation, list_activations
 from jdl.nn.blocks import BasicBlock, BottleneckBlock, InvertedResidual
-from jdl.nn.diagnostics import signal_propagation
+from jdl.nn.diagnostics import record_activation, signal_propagation
 from jdl.nn.initializers import Initializer, get_initializer, list_initializers
 from jdl.nn.layers import (
     BatchNorm,
@@ -45,5 +45,6 @@ __all__ = [
     "list_activations",
     "list_initializers",
     "max_pool",
+    "record_activation",
     "signal_propagation",
 ]

@@ -1,9 +1,10 @@
-"""Signal propagation through a deep MLP at initialization (docs/initialization.md)."""
+"""Signal propagation through a deep MLP at initialization (docs/initialization.md), and recorded activations."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -57,3 +58,21 @@ def signal_propagation(kernel_init: str | Initializer, *, depth: int = 20, width
       "preactivation_variance": np.asarray(jnp.stack(pre_variance)),
       "dead_fraction": np.asarray(jnp.stack(dead)),
   }
+
+
+ACTIVATIONS = "activations"
+
+
+def record_activation(module: nn.Module, name: str, value: jax.Array) -> jax.Array:
+  """Records a hidden layer's output for training diagnostics; returns ``value`` unchanged.
+
+  Call it inside a module's ``__call__`` after a nonlinearity (jdl's MLP and
+  small CNN do, for each hidden layer). It costs nothing unless the caller
+  asks for the ``"activations"`` collection (``apply(..., mutable=["activations"])``),
+  as ``jdl.train.diagnostics`` does on its probe batch, where each recorded
+  output's mean, standard deviation and dead-unit fraction are logged under
+  ``name``.
+  """
+  if not module.is_initializing():  # init would return them as a variable collection
+    module.sow(ACTIVATIONS, name, value)
+  return value

@@ -67,9 +67,121 @@ def plot_adversarial(x: Any, x_adv: Any, y: Any, clean_pred: Any, adv_pred: Any,
       ax.set_yticks([])
       if j == 0:
         ax.set_ylabel(label, fontsize=8)
+  return _save(fig, path, title)
+
+
+def _show(ax, image: Any, *, cmap: str = "gray", vmin: float | None = 0.0, vmax: float | None = 1.0) -> None:
+  """Draws one image ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` (or a 1-d input as a curve) without ticks."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  image = np.asarray(image)
+  if image.ndim == 3 and image.shape[-1] == 1:
+    image = image[..., 0]
+  if image.ndim == 3 and image.shape[-1] == 3:
+    ax.imshow(np.clip(image, 0.0, 1.0))
+  elif image.ndim == 2:
+    ax.imshow(image, cmap=cmap, vmin=vmin, vmax=vmax)
+  else:
+    ax.plot(image.reshape(-1))
+  ax.set_xticks([])
+  ax.set_yticks([])
+
+
+def _save(fig, path: str | os.PathLike[str], title: str = ""):
   if title:
     fig.suptitle(title, fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
   return fig
+
+
+def plot_image_rows(rows: Sequence[tuple[str, Any]], titles: Sequence[str], path: str | os.PathLike[str],
+                    title: str = ""):
+  """A grid: one row per ``(label, images [n, ...])``, one column per image, ``titles`` over the first row.
+
+  Images are in [0, 1]; a row whose images are 2-d arrays (saliency maps) is
+  drawn with its own colour scale per image.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  n = len(titles)
+  fig, axes = plt.subplots(len(rows), n, figsize=(1.5 * n, 1.65 * len(rows) + 0.4), squeeze=False)
+  for r, (label, images) in enumerate(rows):
+    for j in range(n):
+      image = np.asarray(images[j])
+      heat = image.ndim == 2 and label != "input"
+      _show(axes[r][j], image, cmap="inferno" if heat else "gray", vmin=None if heat else 0.0,
+            vmax=None if heat else 1.0)
+      if r == 0:
+        axes[r][j].set_title(titles[j], fontsize=7)
+      if j == 0:
+        axes[r][j].set_ylabel(label, fontsize=7)
+  return _save(fig, path, title)
+
+
+def plot_filters(kernel: Any, path: str | os.PathLike[str], title: str = "", columns: int = 8):
+  """A convolution kernel ``[kh, kw, in, out]``: one tile per output channel (RGB for 3 inputs, else input 0).
+
+  Each tile is scaled to its own range (weights have no natural one).
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  kernel = np.asarray(kernel)
+  out = kernel.shape[-1]
+  columns = min(columns, out)
+  rows = -(-out // columns)
+  fig, axes = plt.subplots(rows, columns, figsize=(1.1 * columns, 1.1 * rows + 0.4), squeeze=False)
+  for k in range(rows * columns):
+    ax = axes[k // columns][k % columns]
+    ax.axis("off")
+    if k >= out:
+      continue
+    w = kernel[..., :3, k] if kernel.shape[2] == 3 else kernel[..., 0, k]
+    w = (w - w.min()) / max(float(w.max() - w.min()), 1e-12)
+    ax.imshow(w, cmap=None if w.ndim == 3 else "gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_title(str(k), fontsize=6)
+  return _save(fig, path, title)
+
+
+def plot_confusion(matrix: Any, path: str | os.PathLike[str], class_names: Sequence[str] | None = None,
+                   title: str = ""):
+  """A confusion matrix (rows: true class, columns: predicted), coloured by the row's fraction, with the counts."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  matrix = np.asarray(matrix)
+  c = matrix.shape[0]
+  names = list(class_names) if class_names else [str(i) for i in range(c)]
+  fraction = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+  size = max(4.0, 0.55 * c + 1.5)
+  fig, ax = plt.subplots(figsize=(size + 1.0, size))
+  image = ax.imshow(fraction, cmap="Blues", vmin=0.0, vmax=1.0)
+  for i in range(c):
+    for j in range(c):
+      ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=7,
+              color="white" if fraction[i, j] > 0.5 else "black")
+  ax.set_xticks(range(c), names, rotation=45, ha="right", fontsize=7)
+  ax.set_yticks(range(c), names, fontsize=7)
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true")
+  fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of the true class")
+  return _save(fig, path, title)
+
+
+def plot_errors(images: Any, labels: Any, predictions: Any, confidence: Any, path: str | os.PathLike[str],
+                class_names: Sequence[str] | None = None, title: str = "", columns: int = 8):
+  """Misclassified examples, each titled ``predicted (confidence) / true``."""
+  n = len(images)
+  name = (lambda c: class_names[int(c)]) if class_names else (lambda c: str(int(c)))  # noqa: E731
+  columns = max(1, min(columns, n))
+  rows = max(1, -(-n // columns))
+  fig, axes = plt.subplots(rows, columns, figsize=(1.7 * columns, 1.9 * rows + 0.4), squeeze=False)
+  for k in range(rows * columns):
+    ax = axes[k // columns][k % columns]
+    if k >= n:
+      ax.axis("off")
+      continue
+    _show(ax, images[k])
+    ax.set_title(f"{name(predictions[k])} ({float(confidence[k]):.2f})\ntrue: {name(labels[k])}", fontsize=6,
+                 color="red")
+  return _save(fig, path, title)

@@ -104,12 +104,7 @@ def load_run(directory: str | pathlib.Path, epoch: int | str | None = None) -> T
   import jdl.optim  # pylint: disable=g-import-not-at-top
 
   directory = pathlib.Path(directory)
-  if not directory.is_dir():
-    raise FileNotFoundError(f"run: {directory} is not a directory; pass the --workdir of a `jdl train` run")
-  stored = workdir_lib.read_json(directory / workdir_lib.CONFIG, "the run's config")
-  if stored is None:
-    raise FileNotFoundError(f"run: {directory} holds no {workdir_lib.CONFIG}; it is not the workdir of a "
-                            "`jdl train` run")
+  stored = _stored_config(directory)
   try:  # the experiment's own file gives the fields their types and runs its registrations
     template = config_lib.load_experiment(stored.get("name", ""))
   except (FileNotFoundError, ValueError, KeyError):
@@ -147,6 +142,19 @@ def load_run(directory: str | pathlib.Path, epoch: int | str | None = None) -> T
   return TrainedRun(directory=directory, config=config, info=info, model=model, variables=variables,
                     epoch=int(meta.get("epoch", epoch or epochs[-1])), task=experiment.resolve_task(config, info),
                     _splits=dict(splits))
+
+
+def _stored_config(directory: pathlib.Path) -> dict[str, Any]:
+  """The run's ``config.json`` as a dict; raises ``FileNotFoundError`` naming what is missing."""
+  from jdl.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+
+  if not directory.is_dir():
+    raise FileNotFoundError(f"run: {directory} is not a directory; pass the --workdir of a `jdl train` run")
+  stored = workdir_lib.read_json(directory / workdir_lib.CONFIG, "the run's config")
+  if stored is None:
+    raise FileNotFoundError(f"run: {directory} holds no {workdir_lib.CONFIG}; it is not the workdir of a "
+                            "`jdl train` run")
+  return stored
 
 
 def _best_epoch(directory: pathlib.Path, config: ml_collections.ConfigDict, epochs: list[int]) -> int:
@@ -230,3 +238,240 @@ def attack_run(directory: str | pathlib.Path, eps: Any, *, method: str = "pgd", 
                            run.directory / ATTACK_FIGURE, class_names=run.class_names,
                            title=f"{method} {norm} eps={eps[-1]:g}: clean (top) and adversarial (bottom)")
   return payload
+
+
+VISUALS = ("ideal", "saliency", "filters", "confusion", "errors", "diagnostics")
+VISUALIZE_FILE = "visualize.json"
+
+
+def _class_index(name: Any, class_names: tuple[str, ...] | None, classes: int, directory: Any) -> int:
+  """``--class``: a class name of the run's dataset (any case) or its index."""
+  text = str(name).strip()
+  if class_names:
+    lowered = [c.lower() for c in class_names]
+    if text.lower() in lowered:
+      return lowered.index(text.lower())
+  if text.isdigit() and int(text) < classes:
+    return int(text)
+  known = ", ".join(class_names) if class_names else f"0 … {classes - 1}"
+  raise ValueError(f"class: expected a class of the run's dataset ({known}), got {name!r} (run {directory})")
+
+
+def _stored_dataset(directory: pathlib.Path) -> Any:
+  """The dataset ``DatasetInfo`` of the run in ``directory``, read from its config without loading anything else."""
+  from jdl import data  # pylint: disable=g-import-not-at-top
+
+  return data.info(_stored_config(directory).get("data", {}).get("name", ""))
+
+
+def _predict(run: TrainedRun, x: Any, batch_size: int = 1000) -> np.ndarray:
+  """Softmax probabilities ``[N, C]`` (one logit: ``[1 - p, p]``) of the run's network, in batches."""
+  apply = jax.jit(lambda variables, v: run.model.apply(variables, v, train=False))
+  out = []
+  for start in range(0, len(x), batch_size):
+    logits = apply(run.variables, x[start:start + batch_size])
+    if logits.shape[-1] == 1:
+      p = jax.nn.sigmoid(logits)
+      out.append(np.asarray(jnp.concatenate([1 - p, p], axis=-1)))
+    else:
+      out.append(np.asarray(jax.nn.softmax(logits, axis=-1)))
+  return np.concatenate(out, axis=0)
+
+
+def visualize_run(directories: Any, what: Any, *, class_name: Any = None, count: int = 8, steps: int = 512,
+                  tv: float = 1.0, learning_rate: float = 0.01, jitter: int = 2, split: str = "test",
+                  epoch: int | str | None = None, seed: int = 0) -> dict[str, Any]:
+  """Draws figures of trained runs into their directories; returns what ``visualize.json`` records.
+
+  ``what``: one or several of ``VISUALS``:
+
+  - ``ideal``: activation maximisation of every class's log-probability (or
+    of ``class_name``'s alone) from noise, without and with the total-variation
+    weight ``tv`` (``ideal.png``; the probabilities reached in ``visualize.json``);
+  - ``saliency``: the first ``count`` examples of ``split`` with their vanilla
+    gradient, SmoothGrad and integrated-gradients maps for the predicted class
+    (or ``class_name``) (``saliency.png``);
+  - ``filters``: the first convolution's kernels (``filters.png``);
+  - ``confusion``: the confusion matrix on ``split`` (``confusion.png``);
+  - ``errors``: the ``count`` most confidently misclassified examples of ``split`` (``errors.png``);
+  - ``diagnostics``: the training diagnostics in ``metrics.jsonl``
+    (``config.diagnostics``), of one run or of several side by side
+    (``diagnostics.png`` in the first).
+
+  Every argument, the class name included, is checked before a run is
+  loaded or anything compiled; only ``diagnostics`` takes several runs.
+  ``visualize.json`` keeps the figures' numbers across calls; the returned
+  dict has this call's (and ``"written"``: the PNGs' paths).
+  """
+  from jdl.train import diagnostics as diagnostics_lib  # pylint: disable=g-import-not-at-top
+
+  directories = [pathlib.Path(d) for d in (directories if isinstance(directories, (list, tuple)) else [directories])]
+  what = [w.strip() for w in (what.split(",") if isinstance(what, str) else what) if w.strip()]
+  if what == ["all"]:
+    what = [w for w in VISUALS if w != "diagnostics"]
+  unknown = [w for w in what if w not in VISUALS]
+  if not what or unknown:
+    raise ValueError(f"what: expected one or more of {', '.join(VISUALS)} (or all), got {unknown or what!r}")
+  if not directories:
+    raise ValueError("run_dir: expected at least one run directory, got none")
+  if len(directories) > 1 and what != ["diagnostics"]:
+    raise ValueError(f"run_dir: only --what diagnostics compares several runs; got {len(directories)} runs for "
+                     f"{', '.join(what)}")
+  for name, value in (("count", count), ("steps", steps)):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+  if isinstance(jitter, bool) or not isinstance(jitter, int) or jitter < 0:
+    raise ValueError(f"jitter: expected an int >= 0, got {jitter!r}")
+  for name, value in (("tv", tv), ("learning_rate", learning_rate)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+      raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
+  if split not in ("train", "eval", "test"):
+    raise ValueError(f"split: expected train, eval or test, got {split!r}")
+  if "diagnostics" in what:
+    for d in directories:
+      diagnostics_lib.read_diagnostics(d)  # raises when a run logged none
+  target = None
+  if class_name is not None:
+    info = _stored_dataset(directories[0])
+    target = _class_index(class_name, getattr(info, "class_names", None), int(info.num_classes or 1),
+                          directories[0])
+  elif any(w != "diagnostics" for w in what):
+    _stored_dataset(directories[0])
+  from jdl.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+
+  record = workdir_lib.read_json(directories[0] / VISUALIZE_FILE, "the run's figures record") or {}
+  written = []
+  if "diagnostics" in what:
+    path = directories[0] / "diagnostics.png"
+    diagnostics_lib.plot_runs({_label(d): diagnostics_lib.read_diagnostics(d) for d in directories}, path)
+    written.append(path)
+  rest = [w for w in what if w != "diagnostics"]
+  if rest:
+    run = load_run(directories[0], epoch)
+    for w in rest:
+      path = run.directory / f"{w}.png"
+      record[w] = _VISUAL_FNS[w](run, path, target=target, count=count, steps=steps, tv=float(tv),
+                                 learning_rate=float(learning_rate), jitter=jitter, split=split, seed=seed)
+      written.append(path)
+    record["epoch"] = run.epoch
+    workdir_lib.write_json(run.directory / VISUALIZE_FILE, record)
+  return {"written": [str(p) for p in written], **{w: record[w] for w in rest}}
+
+
+def _label(directory: pathlib.Path) -> str:
+  from jdl.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+
+  stored = workdir_lib.read_json(directory / workdir_lib.CONFIG, "the run's config") or {}
+  return stored.get("label") or directory.name
+
+
+def _class_label(run: TrainedRun, c: int) -> str:
+  return run.class_names[c] if run.class_names and c < len(run.class_names) else str(c)
+
+
+def _images(run: TrainedRun) -> bool:
+  return np.asarray(run.split("train")[run.input_key][:1]).dtype == np.uint8
+
+
+def _ideal(run: TrainedRun, path, *, target, steps, tv, learning_rate, jitter, seed, **_):
+  from jdl import visualize  # pylint: disable=g-import-not-at-top
+  from jdl.train import plots  # pylint: disable=g-import-not-at-top
+
+  if run.task not in ("classification", "binary"):
+    raise ValueError(f"run: ideal inputs maximise a class's score; {run.directory} is a {run.task} run")
+  shape = tuple(run.inputs(run.split("train"))[:1].shape[1:])
+  classes = [target] if target is not None else list(range(int(run.info.num_classes or 2)))
+  weights = [0.0] * len(classes) + [tv] * len(classes)
+  images = _images(run)
+  out = visualize.ideal_inputs(run.logits_fn(), classes * 2, shape, steps=steps, learning_rate=learning_rate,
+                               tv=weights if len(shape) == 3 else 0.0, jitter=jitter if len(shape) == 3 else 0,
+                               clip=(0.0, 1.0) if images else None, seed=seed)
+  n = len(classes)
+  rows = [("no TV", out["x"][:n]), (f"TV {tv:g}", out["x"][n:])] if len(shape) == 3 and tv else [
+      ("ideal", out["x"][:n])]
+  titles = [f"{_class_label(run, c)}\n{p:.3f} / {q:.3f}" for c, p, q in
+            zip(classes, out["probability"][:n], out["probability"][n:])]
+  plots.plot_image_rows(rows, titles, path, title=f"inputs maximising each class's log-probability ({steps} Adam "
+                                                  "steps from noise); its probability without / with TV")
+  record = {"classes": [_class_label(run, c) for c in classes], "steps": steps, "tv": tv,
+            "probability": [float(p) for p in out["probability"][:n]],
+            "probability_tv": [float(p) for p in out["probability"][n:]]}
+  if len(shape) == 3:  # how much the term smooths: the images' mean total variation without and with it
+    variation = np.asarray(visualize.total_variation(jnp.asarray(out["x"])))
+    record["total_variation"] = [float(variation[:n].mean()), float(variation[n:].mean())]
+  return record
+
+
+def _saliency(run: TrainedRun, path, *, target, count, split, seed, **_):
+  from jdl import visualize  # pylint: disable=g-import-not-at-top
+  from jdl.train import plots  # pylint: disable=g-import-not-at-top
+
+  if run.task not in ("classification", "binary"):
+    raise ValueError(f"run: saliency maps explain a class's score; {run.directory} is a {run.task} run")
+  arrays = run.split(split)
+  x = run.inputs({run.input_key: arrays[run.input_key][:count]})
+  logits_fn = run.logits_fn()
+  probs = _predict(run, x)
+  chosen = np.argmax(probs, axis=-1) if target is None else np.full(len(x), target)
+  maps = {
+      "gradient": visualize.saliency(logits_fn, x, chosen),
+      "SmoothGrad": visualize.smoothgrad(logits_fn, x, chosen, key=jax.random.key(seed)),
+      "integrated gradients": visualize.integrated_gradients(logits_fn, x, chosen),
+  }
+  rows = [("input", np.asarray(x))] + [(name, visualize.saliency_map(g)) for name, g in maps.items()]
+  titles = [f"{_class_label(run, int(c))} ({probs[i, int(c)]:.2f})" for i, c in enumerate(chosen)]
+  if x.ndim == 4:
+    plots.plot_image_rows(rows, titles, path, title=f"saliency of the {'predicted' if target is None else 'chosen'} "
+                                                    f"class's logit, {split} split")
+  else:
+    plots.plot_image_rows(rows, titles, path, title="saliency (1-d inputs: attributions drawn as curves)")
+  return {"split": split, "examples": len(x), "classes": [_class_label(run, int(c)) for c in chosen]}
+
+
+def _filters(run: TrainedRun, path, **_):
+  from jdl import visualize  # pylint: disable=g-import-not-at-top
+  from jdl.train import plots  # pylint: disable=g-import-not-at-top
+
+  kernel = visualize.first_layer_filters(run.variables)
+  plots.plot_filters(kernel, path, title=f"first convolution: {kernel.shape[-1]} filters of "
+                                         f"{kernel.shape[0]}x{kernel.shape[1]}x{kernel.shape[2]}")
+  return {"shape": list(kernel.shape)}
+
+
+def _confusion(run: TrainedRun, path, *, split, **_):
+  from jdl import metrics  # pylint: disable=g-import-not-at-top
+  from jdl.train import plots  # pylint: disable=g-import-not-at-top
+
+  if run.task not in ("classification", "binary"):
+    raise ValueError(f"run: a confusion matrix needs classes; {run.directory} is a {run.task} run")
+  arrays = run.split(split)
+  probs = _predict(run, run.inputs(arrays))
+  labels = np.asarray(arrays["label"])
+  matrix = metrics.confusion_matrix(labels, np.argmax(probs, axis=-1), num_classes=probs.shape[-1])
+  accuracy = float(np.trace(matrix) / max(matrix.sum(), 1))
+  plots.plot_confusion(matrix, path, class_names=run.class_names,
+                       title=f"{run.config.get('name')}, {split} split: accuracy {accuracy:.4f}")
+  return {"split": split, "accuracy": accuracy, "matrix": matrix.tolist()}
+
+
+def _errors(run: TrainedRun, path, *, count, split, **_):
+  from jdl.train import plots  # pylint: disable=g-import-not-at-top
+
+  if run.task not in ("classification", "binary"):
+    raise ValueError(f"run: misclassified examples need classes; {run.directory} is a {run.task} run")
+  arrays = run.split(split)
+  x = run.inputs(arrays)
+  probs = _predict(run, x)
+  labels, predicted = np.asarray(arrays["label"]), np.argmax(probs, axis=-1)
+  confidence = probs[np.arange(len(probs)), predicted]
+  wrong = np.flatnonzero(predicted != labels)
+  worst = wrong[np.argsort(-confidence[wrong], kind="stable")][:count]
+  plots.plot_errors(np.asarray(x)[worst], labels[worst], predicted[worst], confidence[worst], path,
+                    class_names=run.class_names,
+                    title=f"the {len(worst)} most confidently misclassified of {len(wrong)} errors, {split} split")
+  return {"split": split, "errors": int(len(wrong)), "indices": [int(i) for i in worst],
+          "confidence": [float(confidence[i]) for i in worst]}
+
+
+_VISUAL_FNS = {"ideal": _ideal, "saliency": _saliency, "filters": _filters, "confusion": _confusion,
+               "errors": _errors}

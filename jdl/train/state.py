@@ -38,6 +38,7 @@ def init_variables(model: nn.Module, sample_input: jax.Array, seed: int) -> tupl
   variables = model.init({"params": params_key, "dropout": dropout_key}, sample_input, train=False)
   variables = dict(variables)
   params = variables.pop("params")
+  variables.pop("activations", None)  # what jdl.nn.record_activation sowed: not state
   return params, variables
 
 
