@@ -8,6 +8,8 @@
     jdl attack RUN_DIR --eps 0.05,0.1 [--method pgd|fgsm] [--steps 10] [--norm linf|l2]
     jdl visualize RUN_DIR --what ideal,saliency,filters,confusion,errors [--class NAME]
     jdl visualize RUN_DIR [RUN_DIR ...] --what diagnostics
+    jdl quantize RUN_DIR [--method ptq-static|ptq-dynamic] [--calibration-batches 8] [--keep-float LAYER,...]
+    jdl export RUN_DIR [--int8]
 
 Only argparse is imported up front; each command imports what it needs, so the
 command starts fast.
@@ -186,6 +188,32 @@ def _cmd_visualize(args: argparse.Namespace, extra: Sequence[str]) -> int:
   return 0
 
 
+def _cmd_quantize(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  if extra:
+    raise ValueError(f"unrecognised arguments: {' '.join(extra)}")
+  from jdl.train import deploy  # pylint: disable=g-import-not-at-top
+
+  report = deploy.quantize_run(args.run_dir, method=args.method, calibration_batches=args.calibration_batches,
+                               calibration=args.calibration, keep_float=(args.keep_float or "").split(","),
+                               batch_size=args.batch_size, epoch=_epoch_arg(args.epoch),
+                               measure_speed=not args.no_speed)
+  print("\n".join(deploy.report_lines(report)))
+  print(f"written: {pathlib.Path(report['run']) / deploy.QUANTIZED}, {pathlib.Path(report['run']) / deploy.QUANTIZE_FILE}")
+  return 0
+
+
+def _cmd_export(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  if extra:
+    raise ValueError(f"unrecognised arguments: {' '.join(extra)}")
+  from jdl.train import deploy  # pylint: disable=g-import-not-at-top
+
+  out = deploy.export_run(args.run_dir, int8=args.int8, epoch=_epoch_arg(args.epoch))
+  print(f"exported {'the int8' if args.int8 else 'the float32'} network of {out['experiment']} (epoch {out['epoch']}): "
+        f"inputs {out['input_dtype']}{out['input_shape']}, outputs logits; platforms {', '.join(out['platforms'])}")
+  print(f"written: {out['path']}")
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="jdl", description="jdl: train and inspect JAX models.")
   sub = parser.add_subparsers(dest="command", required=True)
@@ -252,6 +280,30 @@ def build_parser() -> argparse.ArgumentParser:
   visualize.add_argument("--epoch", help="checkpoint: an epoch, 'best', or the state jdl train tested (default)")
   visualize.add_argument("--seed", type=int, default=0)
   visualize.set_defaults(fn=_cmd_visualize)
+
+  quantize = sub.add_parser(
+      "quantize", help="int8 quantization of a trained run, measured for size, accuracy and speed",
+      description="Post-training int8 quantization of a trained run (weights per output channel, activations per "
+                  "tensor, BatchNorm folded): saves RUN_DIR/quantized and reports bytes, test accuracy and loss, "
+                  "each layer's SQNR and inference speed of float32 and int8 (quantize.json).")
+  quantize.add_argument("run_dir", help="the --workdir of a `jdl train` run")
+  quantize.add_argument("--method", default="ptq-static", help="ptq-static (default) or ptq-dynamic")
+  quantize.add_argument("--calibration-batches", type=int, default=8, help="training batches for static scales")
+  quantize.add_argument("--calibration", default="minmax", help="minmax (default) or percentile (99.99th)")
+  quantize.add_argument("--batch-size", type=int, default=256, help="calibration batch size")
+  quantize.add_argument("--keep-float", help="comma-separated layer paths to leave in float32")
+  quantize.add_argument("--epoch", help="checkpoint: an epoch, 'best', or the state jdl train tested (default)")
+  quantize.add_argument("--no-speed", action="store_true", help="skip the inference speed measurement")
+  quantize.set_defaults(fn=_cmd_quantize)
+
+  export = sub.add_parser("export", help="a trained run's network as a serialized StableHLO artefact (jax.export)",
+                          description="Serialises the run's float32 network (or with --int8 the one `jdl quantize` "
+                                      "made) to RUN_DIR/export/: callable from any process with "
+                                      "jax.export.deserialize, without jdl or the experiment file.")
+  export.add_argument("run_dir", help="the --workdir of a `jdl train` run")
+  export.add_argument("--int8", action="store_true", help="export the quantized network (run `jdl quantize` first)")
+  export.add_argument("--epoch", help="checkpoint (float32 only): an epoch, 'best', or the state jdl train tested")
+  export.set_defaults(fn=_cmd_export)
 
   bench = sub.add_parser("bench", help="optimizer benchmark suites: run them, report on them")
   bench_sub = bench.add_subparsers(dest="bench_command", required=True)

@@ -112,6 +112,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.diagnostics.examples = 256
   c.diagnostics.every = 1
 
+  # Quantization-aware training (docs/quantization.md): every Dense and Conv runs with
+  # int8 fake quantization (straight-through gradients); `jdl quantize` converts the run.
+  c.quantization = ml_collections.ConfigDict()
+  c.quantization.enabled = False
+
   # 'auto' (single on one device, data_parallel on more) | 'single' | 'data_parallel'
   # | 'pmap' | 'model_parallel'; see docs/parallel.md.
   c.strategy = "auto"

@@ -43,11 +43,16 @@ def tiny_dirs(tmp_path_factory):
   return raw, tmp_path_factory.mktemp("tfds")
 
 
-@pytest.fixture
-def tiny_data(tiny_dirs, monkeypatch):
-  """Points jdl's fashion_mnist at the tiny IDX files; returns their directory."""
+def use_tiny_data(tiny_dirs, monkeypatch):
+  """Points jdl's fashion_mnist at the tiny IDX files (a module-scoped fixture passes a MonkeyPatch of its own)."""
   raw, tfds_dir = tiny_dirs
   monkeypatch.setenv("JDL_DATA_DIR", str(raw))
   monkeypatch.setenv("JDL_TFDS_DIR", str(tfds_dir))
   monkeypatch.setenv("JDL_DATA_VERIFY", "0")  # tiny files have no canonical checksum
   return raw
+
+
+@pytest.fixture
+def tiny_data(tiny_dirs, monkeypatch):
+  """Points jdl's fashion_mnist at the tiny IDX files; returns their directory."""
+  return use_tiny_data(tiny_dirs, monkeypatch)

@@ -25,7 +25,8 @@ def test_mlp_summary_exact():
   assert "Parameters: 12,730\n" in text
   assert "  float32:          50,920 B (49.73 KiB)\n" in text
   assert "  bfloat16/float16: 25,460 B (24.86 KiB)\n" in text
-  assert "  int8:             12,730 B (12.43 KiB)\n" in text
+  # jdl.quantize's int8 model: 12,704 kernel bytes, float32 scales and biases for 26 channels, two activation scales
+  assert "  int8:             12,920 B (12.62 KiB) (jdl quantize: int8 kernels, float32 scales and biases)\n" in text
   assert "Batch statistics (not parameters): 0; as float32: 0 B\n" in text
 
 

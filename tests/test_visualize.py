@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import use_tiny_data
 
 from jdl import cli, visualize
 from jdl.models.mlp import MLP
@@ -227,11 +228,8 @@ SMALL = ["--config.data.batch_size=64", "--config.data.eval_batch_size=100", "--
 
 @pytest.fixture(scope="module")
 def cnn_run(tmp_path_factory, tiny_dirs):
-  raw, tfds_dir = tiny_dirs
   with pytest.MonkeyPatch.context() as mp:
-    mp.setenv("JDL_DATA_DIR", str(raw))
-    mp.setenv("JDL_TFDS_DIR", str(tfds_dir))
-    mp.setenv("JDL_DATA_VERIFY", "0")
+    use_tiny_data(tiny_dirs, mp)
     run = tmp_path_factory.mktemp("runs") / "cnn"
     code = cli.main(["train", "cnn_fashion_mnist", "--workdir", str(run), *SMALL, "--config.epochs=2",
                      "--config.model.options.features=(4,8)", "--config.micro_batches=1",

@@ -16,6 +16,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import traverse_util
 
 from jdl.models._registry import create, default_input_shape, list_models
@@ -131,6 +132,19 @@ def summary(model_or_name: nn.Module | str, input_shape: Sequence[int] | None = 
   return _table(model, label, shape, batch_size=batch_size, depth=depth, train=train)
 
 
+def _int8_bytes(model: nn.Module, variables: Any, x: jax.ShapeDtypeStruct, n_params: int) -> str:
+  """The size of ``jdl.quantize``'s int8 model (int8 kernels, float32 per-channel scales, biases and the
+  layers it keeps in float; BatchNorm folded), computed abstractly: what ``jdl quantize`` saves."""
+  from jdl import quantize  # pylint: disable=g-import-not-at-top
+
+  try:
+    arrays = jax.eval_shape(lambda v, x: quantize.quantize(model, v, [x]).arrays(), dict(variables), x)
+  except quantize.UnsupportedLayerError as e:
+    return f"{_bytes(n_params)} at one byte a parameter ({str(e).split(': ', 1)[-1].split('. ')[0]})"
+  size = sum(math.prod(a.shape) * np.dtype(a.dtype).itemsize for a in jax.tree.leaves(arrays))
+  return f"{_bytes(int(size))} (jdl quantize: int8 kernels, float32 scales and biases)"
+
+
 def _table(model: nn.Module, label: str, shape: tuple[int, ...], *, batch_size: int,
            depth: int | None, train: bool) -> str:
   """The body of ``summary`` once the model and the input shape are known."""
@@ -192,7 +206,7 @@ def _table(model: nn.Module, label: str, shape: tuple[int, ...], *, batch_size: 
            f"Parameters: {n_params:,}",
            f"  float32:          {_bytes(4 * n_params)}",
            f"  bfloat16/float16: {_bytes(2 * n_params)}",
-           f"  int8:             {_bytes(n_params)}",
+           f"  int8:             {_int8_bytes(model, variables, x, n_params)}",
            f"Batch statistics (not parameters): {n_stats:,}; as float32: {_bytes(4 * n_stats)}"]
   lines += [f"Collection {c!r}: {n:,} values" for c, n in sorted(others.items())]
   return "\n".join(lines) + "\n"

@@ -201,6 +201,8 @@ def _use_im2col(x_shape, w_shape, out_shape, groups, itemsize) -> bool:
   c_in = x_shape[-1]
   if groups != 1 or not (c_in <= _IM2COL_MAX_CIN or kernel == 1):
     return False
+  if not isinstance(x_shape[0], (int, np.integer)):  # a symbolic batch (jax.export): the bound cannot be decided
+    return False
   return x_shape[0] * int(np.prod(out_shape)) * kernel * c_in * itemsize <= _IM2COL_MAX_BYTES
 
 

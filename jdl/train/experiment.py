@@ -454,12 +454,17 @@ def train_and_evaluate(
   early_monitor = (resolve_monitor(config.early_stopping, logged, "early_stopping")
                    if config.early_stopping.enabled else None)
   precision = None if policy.compute_dtype == jnp.float32 else policy
-  train_step = step.make_train_step(apply_fn=model.apply, loss_fn=loss_fn, tx=tx, input_key=input_key,
+  apply_fn = model.apply
+  if config.get("quantization") and config.quantization.get("enabled"):
+    from jdl import quantize  # pylint: disable=g-import-not-at-top
+
+    apply_fn = quantize.fake_quant_apply(model.apply)  # quantization-aware training and evaluation
+  train_step = step.make_train_step(apply_fn=apply_fn, loss_fn=loss_fn, tx=tx, input_key=input_key,
                                     example_metrics=example_metrics, axis_name=strategy.axis_name,
                                     precision=precision, micro_batches=micro_batches,
                                     batch_transforms=adversarial_transforms(
                                         config, model, input_key, task, train_data[input_key].dtype == np.uint8))
-  eval_step = step.make_eval_step(apply_fn=model.apply, loss_fn=loss_fn, input_key=input_key,
+  eval_step = step.make_eval_step(apply_fn=apply_fn, loss_fn=loss_fn, input_key=input_key,
                                   example_metrics=example_metrics, metrics=metric_specs,
                                   axis_name=strategy.axis_name, precision=precision)
 
