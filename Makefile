@@ -8,7 +8,7 @@ FMNIST_DEB_DIR := /usr/share/datasets/fashion-mnist
 # Test workers: the suite is compile-bound, so one worker per core pays off.
 TEST_WORKERS ?= 2
 
-.PHONY: install run test data bench clean
+.PHONY: install run test data bench clean tensorboard
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ run: install data
 
 test: install data
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) tests
+
+# Every run's event files (RUN_DIR/tensorboard) in one TensorBoard.
+tensorboard: install
+	$(BIN)/python -m pip install -q "tensorboard>=2.16,<3"
+	$(BIN)/tensorboard --logdir runs
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -8,6 +8,7 @@
     jdl attack RUN_DIR --eps 0.05,0.1 [--method pgd|fgsm] [--steps 10] [--norm linf|l2]
     jdl visualize RUN_DIR --what ideal,saliency,filters,confusion,errors [--class NAME]
     jdl visualize RUN_DIR [RUN_DIR ...] --what diagnostics
+    jdl compare RUN_DIR RUN_DIR ... [--metric eval_accuracy] [--out DIR]
     jdl quantize RUN_DIR [--method ptq-static|ptq-dynamic] [--calibration-batches 8] [--keep-float LAYER,...]
     jdl export RUN_DIR [--int8]
 
@@ -214,6 +215,17 @@ def _cmd_export(args: argparse.Namespace, extra: Sequence[str]) -> int:
   return 0
 
 
+def _cmd_compare(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  if extra:
+    raise ValueError(f"unrecognised arguments: {' '.join(extra)}")
+  from jdl.train import compare  # pylint: disable=g-import-not-at-top
+
+  out = compare.compare_runs(args.run_dir, metric=args.metric, out=args.out)
+  print(out["table"], end="")
+  print(f"written: {out['markdown']}, {out['figure']}")
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="jdl", description="jdl: train and inspect JAX models.")
   sub = parser.add_subparsers(dest="command", required=True)
@@ -280,6 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
   visualize.add_argument("--epoch", help="checkpoint: an epoch, 'best', or the state jdl train tested (default)")
   visualize.add_argument("--seed", type=int, default=0)
   visualize.set_defaults(fn=_cmd_visualize)
+
+  compare = sub.add_parser("compare", help="runs side by side: final metrics, differing settings, curves overlaid",
+                           description="Compares `jdl train` runs: a table of their best and final metrics and the "
+                                       "settings that differ (compare.md, printed) and their train and eval curves "
+                                       "overlaid (compare.png).")
+  compare.add_argument("run_dir", nargs="+", help="the --workdir of `jdl train` runs")
+  compare.add_argument("--metric", default="eval_accuracy", help="the logged key to rank by (default eval_accuracy)")
+  compare.add_argument("--out", default=".", help="directory for compare.md and compare.png (default: here)")
+  compare.set_defaults(fn=_cmd_compare)
 
   quantize = sub.add_parser(
       "quantize", help="int8 quantization of a trained run, measured for size, accuracy and speed",

@@ -143,6 +143,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.distributed.initialization_timeout = 300  # seconds to wait for the other processes
 
   c.plot = True
+  # TensorBoard event files in RUN_DIR/tensorboard (docs/training.md#tensorboard): each epoch's
+  # scalars, the test metrics, the hyperparameters and the curves figure. False: none.
+  c.tensorboard = True
   # JAX's persistent compilation cache: a later run of the same programs loads them instead of
   # compiling ($JDL_CACHE_DIR, else ~/.cache/jdl/xla). False: compile every time.
   c.compilation_cache = True

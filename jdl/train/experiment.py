@@ -472,12 +472,12 @@ def train_and_evaluate(
   extra_callbacks += diagnostics_callbacks(config, model, loss_fn, tx, input_key, splits)
   with run_plan.start(primary) as workdir, preemption.SignalGuard() as guard:
     distributed.barrier("jdl_workdir_ready")
-    result, early = _train(config, workdir, resume=run_plan.mode == workdir_lib.RESUME, primary=primary,
+    result, early, board = _train(config, workdir, resume=run_plan.mode == workdir_lib.RESUME, primary=primary,
                            state=state, train_step=train_step, eval_step=eval_step, splits=splits,
                            strategy=strategy, checkpoint_monitor=checkpoint_monitor, early_monitor=early_monitor,
                            progress=progress,
                            on_device=on_device, interrupt=guard.requested, extra_callbacks=extra_callbacks)
-    summary = _finish(config, workdir, result, early, splits=splits, eval_step=eval_step, strategy=strategy,
+    summary = _finish(config, workdir, result, early, board=board, splits=splits, eval_step=eval_step, strategy=strategy,
                       primary=primary, data_seconds=data_seconds, wall_start=wall_start,
                       engine={"data_on_device": result.data_on_device,
                               "conv": "jdl_cpu" if conv_lib.use_canonical_path() else "lax",
@@ -558,11 +558,18 @@ def _train(config, workdir, *, resume, primary, state, train_step, eval_step, sp
     workdir_lib.write_json(workdir / workdir_lib.CONFIG, config_lib.to_dict(config), default=_json_default)
 
   metrics_file = metrics_path.open("a") if primary else None
+  board = None
+  if primary and config.get("tensorboard", True):
+    from jdl.train import tensorboard  # pylint: disable=g-import-not-at-top
+
+    board = tensorboard.Writer(workdir, initial_epoch=initial_epoch)
 
   def log_fn(logs: Mapping[str, Any]) -> None:
     if metrics_file is not None:
       metrics_file.write(json.dumps(dict(logs), default=_json_default) + "\n")
       metrics_file.flush()
+    if board is not None:
+      board.epoch(logs)
 
   try:
     result = loop.fit(
@@ -579,15 +586,19 @@ def _train(config, workdir, *, resume, primary, state, train_step, eval_step, sp
         interrupt=interrupt, resume_within=resume_within,
     )
 
+  except BaseException:
+    if board is not None:
+      board.close()
+    raise
   finally:
     if metrics_file is not None:
       metrics_file.close()
     if checkpointer is not None:
       checkpointer.close()
-  return result, early
+  return result, early, board
 
 
-def _finish(config, workdir, result, early, *, splits, eval_step, strategy, primary, data_seconds, wall_start,
+def _finish(config, workdir, result, early, *, board=None, splits, eval_step, strategy, primary, data_seconds, wall_start,
             engine):
   """Evaluates on the test split and writes summary.json and the curves."""
   # Throughput and training time of the whole run, every resumed part included.
@@ -632,4 +643,9 @@ def _finish(config, workdir, result, early, *, splits, eval_step, strategy, prim
     from jdl.train import plots  # pylint: disable=g-import-not-at-top
 
     plots.plot_history(result.history, workdir / "curves.png", title=str(config.get("name", "")))
+  if board is not None:
+    try:
+      board.finish(summary, config_lib.to_dict(config), workdir / "curves.png")
+    finally:
+      board.close()
   return summary

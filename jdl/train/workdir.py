@@ -47,7 +47,10 @@ LOCK = "run.lock"
 CHECKPOINTS = "checkpoints"
 INTERRUPTED = "interrupted"  # the checkpoint of an epoch cut short by SIGTERM / Ctrl-C
 # What jdl itself writes into a workdir (anything else makes it someone else's directory).
-RUN_FILES = (CONFIG, SUMMARY, METRICS, LOCK, CHECKPOINTS, INTERRUPTED, "curves.png")
+RUN_FILES = (CONFIG, SUMMARY, METRICS, LOCK, CHECKPOINTS, INTERRUPTED, "curves.png", "tensorboard",
+             # written later into a run by jdl attack, visualize, quantize and export
+             "attack.json", "attack.png", "visualize.json", "ideal.png", "saliency.png", "filters.png",
+             "confusion.png", "errors.png", "diagnostics.png", "quantized", "quantize.json", "export")
 
 
 def _is_run_file(name: str) -> bool:
@@ -57,7 +60,8 @@ def _is_run_file(name: str) -> bool:
 # Config fields a resumed run may change: they decide how long it trains and how
 # it is shown and kept, never what a step computes.
 SAFE_TO_CHANGE = ("epochs", "progress", "chunks_per_epoch", "plot", "checkpoint.keep", "checkpoint.every_seconds",
-                  "compilation_cache")
+                  "compilation_cache", "tensorboard", "diagnostics.enabled", "diagnostics.every",
+                  "diagnostics.examples")
 
 NEW, RESUME, COMPLETE = "new", "resume", "complete"
 
