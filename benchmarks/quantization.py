@@ -80,6 +80,8 @@ def main(argv=None) -> dict:
   results = []
   for directory in args.runs:
     report = deploy.quantize_run(directory)
+    config = json.loads((Path(directory) / "config.json").read_text())
+    report["quantization_aware"] = bool(config.get("quantization", {}).get("enabled"))
     report["layer_seconds_batch_256"] = layer_times(directory)
     results.append(report)
     print("\n".join(deploy.report_lines(report)))
@@ -92,7 +94,8 @@ def main(argv=None) -> dict:
     lines = [f"# int8 quantization (static PTQ), {out['machine']['cpu']} ({out['machine']['cpu_count']} cores)", "",
              "`python benchmarks/quantization.py " + " ".join(args.runs) + "`", ""]
     for r in results:
-      lines += [f"## {r['experiment']}", "", *deploy.report_lines(r), "", "| layer (batch 256) | input | float32 ms | int8 ms |",
+      qat = " (quantization-aware training)" if r.get("quantization_aware") else ""
+      lines += [f"## {r['experiment']}{qat}: `{r['run']}`", "", *deploy.report_lines(r), "", "| layer (batch 256) | input | float32 ms | int8 ms |",
                 "|---|---|---:|---:|"]
       lines += [f"| {p} | {t['input_shape']} | {t['float32'] * 1e3:.3f} | {t['int8'] * 1e3:.3f} |"
                 for p, t in r["layer_seconds_batch_256"].items()]

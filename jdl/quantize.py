@@ -414,6 +414,8 @@ def quantize(model: nn.Module, variables: Mapping[str, Any], calibration: Iterab
   infos = inspect_layers(model, variables, batches[0])
   _check_layers(infos, keep_float)
   keep = set(keep_float)
+  # A BatchNorm that would fold into a layer kept in float stays in float with it.
+  keep |= {i.path for i in infos if i.kind == "batch_norm" and i.folds_into in keep}
   bn_eps = {}
 
   def eps(next_fun, args, kwargs, context):

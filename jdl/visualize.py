@@ -327,8 +327,17 @@ def _score_gradient(logits_fn, x, target):
 
 
 def saliency(logits_fn: Callable[[jax.Array], jax.Array], x: jax.Array, target: Any = None) -> jax.Array:
-  """The vanilla gradient: ``∂ logit[target] / ∂x`` per example (``target`` default: the predicted class)."""
+  """The vanilla gradient: ``∂ logit[target] / ∂x`` per example (``target`` default: the predicted class).
+
+  Like ``smoothgrad`` and ``integrated_gradients``, one compiled program per ``logits_fn`` (pass the same
+  function object to reuse it) and input shape.
+  """
   x = jnp.asarray(x, jnp.float32)
+  return _saliency(logits_fn, x, None if target is None else jnp.asarray(target, jnp.int32))
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _saliency(logits_fn, x, target):
   return _score_gradient(logits_fn, x, _targets(logits_fn, x, target))
 
 
@@ -344,6 +353,12 @@ def smoothgrad(logits_fn: Callable[[jax.Array], jax.Array], x: jax.Array, target
   _check_nonnegative("noise", noise)
   x = jnp.asarray(x, jnp.float32)
   key = jax.random.key(0) if key is None else key
+  return _smoothgrad(logits_fn, x, None if target is None else jnp.asarray(target, jnp.int32), int(samples),
+                     jnp.float32(noise), key)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _smoothgrad(logits_fn, x, target, samples, noise, key):
   target = _targets(logits_fn, x, target)
   axes = tuple(range(1, x.ndim))
   spread = (jnp.max(x, axis=axes, keepdims=True) - jnp.min(x, axis=axes, keepdims=True)) * noise
@@ -368,6 +383,11 @@ def integrated_gradients(logits_fn: Callable[[jax.Array], jax.Array], x: jax.Arr
   _check_positive_int("steps", steps)
   x = jnp.asarray(x, jnp.float32)
   baseline = jnp.zeros_like(x) if baseline is None else jnp.broadcast_to(jnp.asarray(baseline, x.dtype), x.shape)
+  return _integrated(logits_fn, x, None if target is None else jnp.asarray(target, jnp.int32), baseline, int(steps))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _integrated(logits_fn, x, target, baseline, steps):
   target = _targets(logits_fn, x, target)
 
   def one(carry, alpha):

@@ -127,6 +127,16 @@ def test_calibration_is_deterministic_and_percentile_clips_outliers():
   np.testing.assert_allclose(d.apply(batches[1]), model.apply(variables, batches[1]), atol=0.5)
 
 
+def test_a_convolution_kept_in_float_keeps_its_batch_norm():
+  model = CNNSmall(num_classes=10, features=(4, 6), kernel_size=3)
+  x = jnp.asarray(np.random.default_rng(4).uniform(size=(8, 12, 12, 1)), jnp.float32)
+  variables = model.init(jax.random.key(0), x)
+  qm = Q.quantize(model, variables, [x], keep_float=["conv_0"])
+  assert set(qm.layers) == {"conv_1", "fc"} and qm.folded == {"bn_1": "conv_1"}
+  assert "conv_0" in qm.rest["params"] and "bn_0" in qm.rest["batch_stats"]
+  np.testing.assert_allclose(qm.apply(x), model.apply(variables, x), atol=0.05)
+
+
 def test_unsupported_layers_are_named_and_can_stay_in_float():
   model = MLP(num_classes=3, hidden=(8,), activation="prelu")
   x = jnp.ones((4, 10))
@@ -251,6 +261,7 @@ def test_exported_networks_run_in_a_fresh_process_without_jdl(mlp_run, tmp_path)
     (["--calibration-batches", "0"], "calibration_batches: expected an int >= 1, got 0"),
     (["--method", "qat"], "method: expected one of ptq-static, ptq-dynamic, got 'qat'"),
     (["--calibration", "mse"], "calibration: expected one of minmax, percentile, got 'mse'"),
+    (["--method", "ptq-dynamic", "--calibration", "percentile"], "calibration: 'percentile' sets static activation"),
 ])
 def test_bad_quantize_commands_fail_before_compiling(mlp_run, argv, message, capsys, monkeypatch):
   def no_compiling(*args, **kwargs):
@@ -259,6 +270,28 @@ def test_bad_quantize_commands_fail_before_compiling(mlp_run, argv, message, cap
   monkeypatch.setattr(jax.stages.Lowered, "compile", no_compiling)
   assert cli.main(["quantize", str(mlp_run / "mlp"), *argv]) == 2
   assert message in capsys.readouterr().err
+
+
+def test_a_quantization_cut_short_leaves_nothing_to_export(mlp_run, tmp_path, monkeypatch, capsys):
+  import shutil
+
+  from jdl.train import deploy
+
+  run = tmp_path / "copy"
+  shutil.copytree(mlp_run / "mlp", run)
+  deploy.quantize_run(run, calibration_batches=1, measure_speed=False)
+
+  def killed(*args, **kwargs):
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(deploy, "_evaluate", killed)
+  with pytest.raises(KeyboardInterrupt):
+    deploy.quantize_run(run, calibration_batches=1, measure_speed=False, keep_float=["Dense_0"])
+  assert (run / "quantized").is_dir() and not (run / "quantize.json").exists()
+  assert cli.main(["export", str(run), "--int8"]) == 2
+  assert "holds no int8 model" in capsys.readouterr().err
+  assert cli.main(["export", str(run), "--int8", "--epoch", "1"]) == 2
+  assert "--epoch applies to the float32 export only" in capsys.readouterr().err
 
 
 def test_quantizing_or_exporting_without_a_checkpoint_or_int8_model(mlp_run, tmp_path, capsys):

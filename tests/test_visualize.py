@@ -276,6 +276,8 @@ def test_visualize_writes_every_figure_and_the_confusion_matrix_is_the_predictio
     (["--what", "pictures"], "what: expected one or more of ideal, saliency"),
     (["--what", "ideal", "--steps", "0"], "steps: expected an int >= 1, got 0"),
     (["--what", "ideal", "--tv", "-1"], "tv: expected a number >= 0, got -1.0"),
+    (["--what", "ideal", "--learning-rate", "0"], "learning_rate: expected a number >= 0 (and > 0), got 0.0"),
+    (["--what", "filters", "--epoch", "7"], "epoch: expected one of the run's checkpoints [1, 2] or 'best', got 7"),
     (["--what", "errors", "--split", "valid"], "split: expected train, eval or test, got 'valid'"),
     (["RUN2", "--what", "ideal"], "only --what diagnostics compares several runs"),
 ])

@@ -267,9 +267,10 @@ def robust_accuracy_callbacks(config: ml_collections.ConfigDict, model: Any, inp
                                        clip=(0.0, 1.0) if images else None, seed=config.seed)]
 
 
-def diagnostics_callbacks(config: ml_collections.ConfigDict, model: Any, loss_fn: Any, tx: Any, input_key: str,
+def diagnostics_callbacks(config: ml_collections.ConfigDict, apply_fn: Any, loss_fn: Any, tx: Any, input_key: str,
                           splits: Mapping[str, Mapping[str, np.ndarray]]) -> list:
-  """``config.diagnostics``: a ``Diagnostics`` callback on the first ``examples`` training examples."""
+  """``config.diagnostics``: a ``Diagnostics`` callback on the first ``examples`` training examples, measuring
+  the model as the train step runs it (``apply_fn``: fake-quantized under quantization-aware training)."""
   diag = config.get("diagnostics")
   if not diag or not diag.get("enabled"):
     return []
@@ -278,7 +279,7 @@ def diagnostics_callbacks(config: ml_collections.ConfigDict, model: Any, loss_fn
   arrays = splits["train"]
   n = min(int(diag.examples), len(arrays[input_key]))
   batch = step.scale_images({k: jnp.asarray(np.asarray(v)[:n]) for k, v in arrays.items()}, input_key)
-  return [diagnostics.Diagnostics(model.apply, loss_fn, tx, batch, input_key=input_key, every=int(diag.every),
+  return [diagnostics.Diagnostics(apply_fn, loss_fn, tx, batch, input_key=input_key, every=int(diag.every),
                                   seed=config.seed)]
 
 
@@ -469,7 +470,7 @@ def train_and_evaluate(
                                   axis_name=strategy.axis_name, precision=precision)
 
   extra_callbacks = robust_accuracy_callbacks(config, model, input_key, splits, task)
-  extra_callbacks += diagnostics_callbacks(config, model, loss_fn, tx, input_key, splits)
+  extra_callbacks += diagnostics_callbacks(config, apply_fn, loss_fn, tx, input_key, splits)
   with run_plan.start(primary) as workdir, preemption.SignalGuard() as guard:
     distributed.barrier("jdl_workdir_ready")
     result, early, board = _train(config, workdir, resume=run_plan.mode == workdir_lib.RESUME, primary=primary,

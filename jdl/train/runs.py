@@ -117,6 +117,8 @@ def load_run(directory: str | pathlib.Path, epoch: int | str | None = None) -> T
   if not epochs:
     raise FileNotFoundError(f"run: {directory} has no checkpoint in {checkpoints} (a run saves one at its last "
                             "epoch at least; was checkpoint.enabled false, or did it stop before its first?)")
+  if epoch not in (None, "best") and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch not in epochs):
+    raise ValueError(f"epoch: expected one of the run's checkpoints {epochs} or 'best', got {epoch!r}")
   splits, info = experiment.load_splits(config)
   transform = config.data.get("transform", "")
   if transform:
@@ -265,8 +267,17 @@ def _stored_dataset(directory: pathlib.Path) -> Any:
 
 
 def _predict(run: TrainedRun, x: Any, batch_size: int = 1000) -> np.ndarray:
-  """Softmax probabilities ``[N, C]`` (one logit: ``[1 - p, p]``) of the run's network, in batches."""
-  apply = jax.jit(lambda variables, v: run.model.apply(variables, v, train=False))
+  """Softmax probabilities ``[N, C]`` (one logit: ``[1 - p, p]``) of the run's network, in batches.
+
+  Computed once per run and inputs (``confusion`` and ``errors`` share them), with one compiled forward pass.
+  """
+  cache = run.__dict__.setdefault("_predictions", {})
+  key = (id(x), len(x))
+  if key in cache:
+    return cache[key][1]
+  if "_apply" not in run.__dict__:
+    run.__dict__["_apply"] = jax.jit(lambda variables, v: run.model.apply(variables, v, train=False))
+  apply = run.__dict__["_apply"]
   out = []
   for start in range(0, len(x), batch_size):
     logits = apply(run.variables, x[start:start + batch_size])
@@ -275,7 +286,9 @@ def _predict(run: TrainedRun, x: Any, batch_size: int = 1000) -> np.ndarray:
       out.append(np.asarray(jnp.concatenate([1 - p, p], axis=-1)))
     else:
       out.append(np.asarray(jax.nn.softmax(logits, axis=-1)))
-  return np.concatenate(out, axis=0)
+  probs = np.concatenate(out, axis=0)
+  cache[key] = (x, probs)  # x kept alive so its id is not reused
+  return probs
 
 
 def visualize_run(directories: Any, what: Any, *, class_name: Any = None, count: int = 8, steps: int = 512,
@@ -307,8 +320,8 @@ def visualize_run(directories: Any, what: Any, *, class_name: Any = None, count:
 
   directories = [pathlib.Path(d) for d in (directories if isinstance(directories, (list, tuple)) else [directories])]
   what = [w.strip() for w in (what.split(",") if isinstance(what, str) else what) if w.strip()]
-  if what == ["all"]:
-    what = [w for w in VISUALS if w != "diagnostics"]
+  if "all" in what:
+    what = [w for w in VISUALS if w != "diagnostics"] + [w for w in what if w == "diagnostics"]
   unknown = [w for w in what if w not in VISUALS]
   if not what or unknown:
     raise ValueError(f"what: expected one or more of {', '.join(VISUALS)} (or all), got {unknown or what!r}")
@@ -322,9 +335,10 @@ def visualize_run(directories: Any, what: Any, *, class_name: Any = None, count:
       raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
   if isinstance(jitter, bool) or not isinstance(jitter, int) or jitter < 0:
     raise ValueError(f"jitter: expected an int >= 0, got {jitter!r}")
-  for name, value in (("tv", tv), ("learning_rate", learning_rate)):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
-      raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
+  for name, value, low in (("tv", tv, "0"), ("learning_rate", learning_rate, "0 (and > 0)")):
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0
+        or (name == "learning_rate" and value == 0)):
+      raise ValueError(f"{name}: expected a number >= {low}, got {value!r}")
   if split not in ("train", "eval", "test"):
     raise ValueError(f"split: expected train, eval or test, got {split!r}")
   if "diagnostics" in what:
@@ -352,9 +366,9 @@ def visualize_run(directories: Any, what: Any, *, class_name: Any = None, count:
       path = run.directory / f"{w}.png"
       record[w] = _VISUAL_FNS[w](run, path, target=target, count=count, steps=steps, tv=float(tv),
                                  learning_rate=float(learning_rate), jitter=jitter, split=split, seed=seed)
+      record[w]["epoch"] = run.epoch
       written.append(path)
-    record["epoch"] = run.epoch
-    workdir_lib.write_json(run.directory / VISUALIZE_FILE, record)
+      workdir_lib.write_json(run.directory / VISUALIZE_FILE, record)  # after each figure: what is drawn is recorded
   return {"written": [str(p) for p in written], **{w: record[w] for w in rest}}
 
 
@@ -367,6 +381,14 @@ def _label(directory: pathlib.Path) -> str:
 
 def _class_label(run: TrainedRun, c: int) -> str:
   return run.class_names[c] if run.class_names and c < len(run.class_names) else str(c)
+
+
+def _split_inputs(run: TrainedRun, split: str) -> Any:
+  """The network's inputs for a whole split, made once per run (figures of the same split share them)."""
+  cache = run.__dict__.setdefault("_inputs", {})
+  if split not in cache:
+    cache[split] = run.inputs(run.split(split))
+  return cache[split]
 
 
 def _images(run: TrainedRun) -> bool:
@@ -445,7 +467,7 @@ def _confusion(run: TrainedRun, path, *, split, **_):
   if run.task not in ("classification", "binary"):
     raise ValueError(f"run: a confusion matrix needs classes; {run.directory} is a {run.task} run")
   arrays = run.split(split)
-  probs = _predict(run, run.inputs(arrays))
+  probs = _predict(run, _split_inputs(run, split))
   labels = np.asarray(arrays["label"])
   matrix = metrics.confusion_matrix(labels, np.argmax(probs, axis=-1), num_classes=probs.shape[-1])
   accuracy = float(np.trace(matrix) / max(matrix.sum(), 1))
@@ -460,7 +482,7 @@ def _errors(run: TrainedRun, path, *, count, split, **_):
   if run.task not in ("classification", "binary"):
     raise ValueError(f"run: misclassified examples need classes; {run.directory} is a {run.task} run")
   arrays = run.split(split)
-  x = run.inputs(arrays)
+  x = _split_inputs(run, split)
   probs = _predict(run, x)
   labels, predicted = np.asarray(arrays["label"]), np.argmax(probs, axis=-1)
   confidence = probs[np.arange(len(probs)), predicted]
