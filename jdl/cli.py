@@ -8,6 +8,8 @@
     jdl attack RUN_DIR --eps 0.05,0.1 [--method pgd|fgsm] [--steps 10] [--norm linf|l2]
     jdl visualize RUN_DIR --what ideal,saliency,filters,confusion,errors [--class NAME]
     jdl visualize RUN_DIR [RUN_DIR ...] --what diagnostics
+    jdl eval RUN_DIR [--split test] [--metrics accuracy,f1:macro]
+    jdl predict RUN_DIR FILE [FILE ...] [--json]
     jdl compare RUN_DIR RUN_DIR ... [--metric eval_accuracy] [--out DIR]
     jdl quantize RUN_DIR [--method ptq-static|ptq-dynamic] [--calibration-batches 8] [--keep-float LAYER,...]
     jdl export RUN_DIR [--int8]
@@ -23,6 +25,7 @@ import os
 import pathlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 
 def _split_config_overrides(extra: Sequence[str]) -> list[tuple[str, str]]:
@@ -226,6 +229,94 @@ def _cmd_compare(args: argparse.Namespace, extra: Sequence[str]) -> int:
   return 0
 
 
+def _cmd_eval(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  if extra:
+    raise ValueError(f"unrecognised arguments: {' '.join(extra)}")
+  if args.split not in ("train", "eval", "test"):
+    raise ValueError(f"--split: expected train, eval or test, got {args.split!r}")
+  import jdl.metrics  # pylint: disable=g-import-not-at-top
+  from jdl.train import runs  # pylint: disable=g-import-not-at-top
+
+  metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+  if metrics is not None:
+    jdl.metrics.parse_specs(tuple(metrics))  # a misspelt metric fails before the run is loaded
+  run = runs.load_run(args.run_dir, _epoch_arg(args.epoch))
+  out = run.evaluate(args.split, metrics=metrics)
+  print(f"{run.config.get('name')} (epoch {run.epoch}), {args.split} split")
+  for key, value in out.items():
+    print(f"{key}={value:.6f}" if isinstance(value, float) else f"{key}={value}")
+  return 0
+
+
+def _read_inputs(paths: Sequence[str], shape: tuple[int, ...], dtype: Any) -> tuple[Any, list[str]]:
+  """Files to the dataset's input layout, and a name per example: ``.npy`` arrays (one example or a batch),
+  or images (Pillow: converted to the channels and resized to the height and width the run was trained on)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  batches, names = [], []
+  for path in paths:
+    p = pathlib.Path(path)
+    if not p.is_file():
+      raise FileNotFoundError(f"files: {p} is not a file")
+    if p.suffix == ".npy":
+      a = np.load(p, allow_pickle=False)
+      a = a[None] if a.shape == shape else a
+      if a.shape[1:] != shape:
+        raise ValueError(f"files: {p} holds an array of shape {a.shape}; expected {shape} or (N, {shape})")
+      batches.append(a.astype(dtype))
+      names += [p.name] if len(a) == 1 else [f"{p.name}[{k}]" for k in range(len(a))]
+      continue
+    if len(shape) != 3 or shape[-1] not in (1, 3):
+      raise ValueError(f"files: {p} is an image but the run's inputs have shape {shape}; give an .npy file")
+    from PIL import Image, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
+
+    try:
+      with Image.open(p) as image:
+        image = image.convert("L" if shape[-1] == 1 else "RGB").resize((shape[1], shape[0]))
+        a = np.asarray(image, dtype=np.uint8).reshape(shape)
+    except (UnidentifiedImageError, OSError) as e:
+      raise ValueError(f"files: {p} is not an image Pillow can read ({e})") from None
+    batches.append(a[None].astype(dtype))
+    names.append(p.name)
+  return np.concatenate(batches), names
+
+
+def _cmd_predict(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  if extra:
+    raise ValueError(f"unrecognised arguments: {' '.join(extra)}")
+  import json  # pylint: disable=g-import-not-at-top
+
+  from jdl.train import runs  # pylint: disable=g-import-not-at-top
+
+  for path in args.files:
+    if not pathlib.Path(path).is_file():
+      raise FileNotFoundError(f"files: {path} is not a file")
+  run = runs.load_run(args.run_dir, _epoch_arg(args.epoch))
+  stored = run.split("train")[run.input_key]
+  x, names = _read_inputs(args.files, tuple(stored.shape[1:]), stored.dtype)
+  out = run.predict(x)
+  if "labels" in out:
+    rows = [{"file": name, "class": out["classes"][i], "probability": float(out["probabilities"][i, out["labels"][i]])}
+            for i, name in enumerate(names)]
+  else:
+    rows = [{"file": name, "outputs": [float(v) for v in out["outputs"][i]]} for i, name in enumerate(names)]
+  if args.json:
+    print(json.dumps(rows, indent=2))
+  else:
+    for row in rows:
+      print("  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+  return 0
+
+
+def _run_command(sub: Any, name: str, fn: Any, help_text: str, description: str) -> argparse.ArgumentParser:
+  """A subcommand on one trained run: ``RUN_DIR`` and ``--epoch``."""
+  command = sub.add_parser(name, help=help_text, description=description)
+  command.add_argument("run_dir", help="the --workdir of a `jdl train` run")
+  command.add_argument("--epoch", help="checkpoint: an epoch, 'best', or the state jdl train tested (default)")
+  command.set_defaults(fn=fn)
+  return command
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="jdl", description="jdl: train and inspect JAX models.")
   sub = parser.add_subparsers(dest="command", required=True)
@@ -293,6 +384,18 @@ def build_parser() -> argparse.ArgumentParser:
   visualize.add_argument("--seed", type=int, default=0)
   visualize.set_defaults(fn=_cmd_visualize)
 
+  evaluate = _run_command(sub, "eval", _cmd_eval, "evaluate a trained run on a split, with any metrics",
+                          "Evaluates a `jdl train` run's checkpoint on one of its splits with the evaluation jdl "
+                          "train ran: its test figures reproduce summary.json.")
+  evaluate.add_argument("--split", default="test", help="train, eval or test (default test)")
+  evaluate.add_argument("--metrics", help="comma-separated jdl.metrics specs, e.g. accuracy,f1:macro,auroc "
+                                          "(default: the run's own)")
+  predict = _run_command(sub, "predict", _cmd_predict, "a trained run's predictions for image or .npy files",
+                         "Predicts with a `jdl train` run: images (resized and converted to the run's input) or "
+                         ".npy arrays as the dataset stores them.")
+  predict.add_argument("files", nargs="+", help="image files (PNG, JPEG, ...) or .npy arrays")
+  predict.add_argument("--json", action="store_true", help="print JSON")
+
   compare = sub.add_parser("compare", help="runs side by side: final metrics, differing settings, curves overlaid",
                            description="Compares `jdl train` runs: a table of their best and final metrics and the "
                                        "settings that differ (compare.md, printed) and their train and eval curves "
@@ -336,6 +439,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+  argv = list(sys.argv[1:] if argv is None else argv)
+  if argv[:1] == ["summary"]:  # its own parser takes every argument, --help and --list first included
+    from jdl.models import summary_main  # pylint: disable=g-import-not-at-top
+
+    return summary_main(argv[1:])
   parser = build_parser()
   args, extra = parser.parse_known_args(argv)
   try:

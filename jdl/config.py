@@ -183,6 +183,15 @@ def find_experiment(experiment: str) -> pathlib.Path:
                    f"{', '.join(list_experiments())} (or give the path of a config file)")
 
 
+# Experiment name -> the file its config came from (jdl train keeps a copy in the run: RUN_DIR/experiment.py).
+_SOURCES: dict[str, Any] = {}
+
+
+def experiment_source(name: str) -> Any:
+  """The file ``load_experiment`` read the experiment ``name`` from, or None."""
+  return _SOURCES.get(name)
+
+
 def load_experiment(experiment: str) -> ml_collections.ConfigDict:
   """Imports the experiment's file (running its registrations) and calls ``get_config()``."""
   path = find_experiment(experiment)
@@ -204,6 +213,7 @@ def load_experiment(experiment: str) -> ml_collections.ConfigDict:
   if not config.get("name"):
     with config.unlocked():
       config.name = path.stem
+  _SOURCES[config.name] = path
   return config
 
 

@@ -145,3 +145,18 @@ def test_submitit_local_executor_runs_one_job_per_pair(tmp_path, env):
   assert [p.name for p in (out / "shards").glob("*.jsonl")] == ["iris_tiny__optax_momentum.jsonl"]
   again = _jdl(*args, env=env)
   assert again.returncode == 0 and "submitted" not in again.stdout and "0 run(s) written" in again.stdout
+
+
+def test_a_subset_of_the_suites_optimizers_keeps_their_search_spaces():
+  from jdl.bench import cli as bench_cli
+
+  args = bench_cli.run_parser().parse_args(["--suite", "small", "--optimizers", "adam,sgd", "--out", "x"])
+  suite = bench_cli._suite_from_args(args)  # pylint: disable=protected-access
+  assert list(suite.optimizers) == ["adam", "sgd"]
+  assert set(suite.search_spaces) <= {"adam", "sgd"}
+
+
+def test_bench_refuses_a_training_runs_directory(tmp_path, capsys):
+  (tmp_path / "config.json").write_text("{}")
+  assert cli.main(["bench", "run", "--suite", "smoke", "--out", str(tmp_path)]) == 2
+  assert "is the directory of a `jdl train` run" in capsys.readouterr().err

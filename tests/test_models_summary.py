@@ -109,3 +109,14 @@ def test_summary_main_errors(capsys):
   assert "MODEL is required" in capsys.readouterr().err
   assert jdl.models.summary_main(["--list"]) == 0
   assert "resnet18\n" in capsys.readouterr().out
+
+
+def test_jdl_summary_takes_help_and_list_before_a_model(capsys):
+  from jdl import cli
+
+  assert cli.main(["summary", "--list"]) == 0
+  assert "resnet18" in capsys.readouterr().out.split()
+  assert cli.main(["summary", "--help"]) == 0
+  assert "--input-shape" in capsys.readouterr().out
+  assert cli.main(["summary", "--input-shape", "28,28,1", "mlp"]) == 0
+  assert "Parameters: 407,050" in capsys.readouterr().out

@@ -14,6 +14,7 @@ failed (see DIR/errors.jsonl; they are retried by the next run).
 from __future__ import annotations
 
 import argparse
+import pathlib
 import dataclasses
 import sys
 from collections.abc import Sequence
@@ -63,8 +64,9 @@ def _suite_from_args(args: argparse.Namespace):
   if args.workloads:
     changes["workloads"] = args.workloads
     changes["budgets"] = {k: v for k, v in suite.budgets.items() if k in args.workloads}
-  if args.optimizers:
+  if args.optimizers:  # the suite's search spaces of the optimizers kept stay; the others go with them
     changes["optimizers"] = args.optimizers
+    changes["search_spaces"] = {k: v for k, v in suite.search_spaces.items() if k in args.optimizers}
   for arg in ("trials", "seeds", "search"):
     if getattr(args, arg) is not None:
       changes[arg] = getattr(args, arg)
@@ -94,6 +96,11 @@ def run_main(argv: Sequence[str]) -> int:
     return 0
   if not args.suite or not args.out:
     raise ValueError("jdl bench run needs --suite NAME and --out DIR (or --list)")
+  from jdl.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+
+  if (pathlib.Path(args.out) / workdir_lib.CONFIG).is_file():
+    raise ValueError(f"--out: {args.out} is the directory of a `jdl train` run (it holds {workdir_lib.CONFIG}); "
+                     "give the benchmark a directory of its own")
   suite = _suite_from_args(args)
   if args.compilation_cache:
     from jdl.train import experiment  # pylint: disable=g-import-not-at-top

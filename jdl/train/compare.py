@@ -140,6 +140,7 @@ def plot_curves(labels: Sequence[str], histories: Sequence[Sequence[Mapping[str,
         if points:
           ax.plot(*zip(*points), style, color=colours[i % len(colours)], label=f"{label} ({prefix.rstrip('_')})")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(plots.MaxNLocator(integer=True))
     ax.set_ylabel(name)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -267,6 +267,29 @@ def robust_accuracy_callbacks(config: ml_collections.ConfigDict, model: Any, inp
                                        clip=(0.0, 1.0) if images else None, seed=config.seed)]
 
 
+def training_apply(config: ml_collections.ConfigDict, model: Any) -> Any:
+  """The ``apply`` the steps call: ``model.apply``, fake-quantized under quantization-aware training."""
+  if config.get("quantization") and config.quantization.get("enabled"):
+    from jdl import quantize  # pylint: disable=g-import-not-at-top
+
+    return quantize.fake_quant_apply(model.apply)
+  return model.apply
+
+
+def build_eval_step(config: ml_collections.ConfigDict, info: Any, model: Any, metric_specs: Any = None, *,
+                    axis_name: str | None = None) -> Any:
+  """The evaluation step ``jdl train`` evaluates with (its loss, task metric, ``metrics`` specs and precision);
+  what ``TrainedRun.evaluate`` reuses, so an old run's test figures come out the same."""
+  policy = precision_lib.get_policy(config.get("precision", "float32"))
+  if metric_specs is None:
+    metric_specs = jdl.metrics.parse_specs(tuple(config.get("metrics", ()) or ()))
+  return step.make_eval_step(apply_fn=training_apply(config, model), loss_fn=build_loss(config),
+                             input_key=info.input_key,
+                             example_metrics=step.example_metrics_for(resolve_task(config, info)),
+                             metrics=metric_specs, axis_name=axis_name,
+                             precision=None if policy.compute_dtype == jnp.float32 else policy)
+
+
 def diagnostics_callbacks(config: ml_collections.ConfigDict, apply_fn: Any, loss_fn: Any, tx: Any, input_key: str,
                           splits: Mapping[str, Mapping[str, np.ndarray]]) -> list:
   """``config.diagnostics``: a ``Diagnostics`` callback on the first ``examples`` training examples, measuring
@@ -455,19 +478,13 @@ def train_and_evaluate(
   early_monitor = (resolve_monitor(config.early_stopping, logged, "early_stopping")
                    if config.early_stopping.enabled else None)
   precision = None if policy.compute_dtype == jnp.float32 else policy
-  apply_fn = model.apply
-  if config.get("quantization") and config.quantization.get("enabled"):
-    from jdl import quantize  # pylint: disable=g-import-not-at-top
-
-    apply_fn = quantize.fake_quant_apply(model.apply)  # quantization-aware training and evaluation
+  apply_fn = training_apply(config, model)  # fake-quantized under quantization-aware training
   train_step = step.make_train_step(apply_fn=apply_fn, loss_fn=loss_fn, tx=tx, input_key=input_key,
                                     example_metrics=example_metrics, axis_name=strategy.axis_name,
                                     precision=precision, micro_batches=micro_batches,
                                     batch_transforms=adversarial_transforms(
                                         config, model, input_key, task, train_data[input_key].dtype == np.uint8))
-  eval_step = step.make_eval_step(apply_fn=apply_fn, loss_fn=loss_fn, input_key=input_key,
-                                  example_metrics=example_metrics, metrics=metric_specs,
-                                  axis_name=strategy.axis_name, precision=precision)
+  eval_step = build_eval_step(config, info, model, metric_specs, axis_name=strategy.axis_name)
 
   extra_callbacks = robust_accuracy_callbacks(config, model, input_key, splits, task)
   extra_callbacks += diagnostics_callbacks(config, apply_fn, loss_fn, tx, input_key, splits)
@@ -557,6 +574,12 @@ def _train(config, workdir, *, resume, primary, state, train_step, eval_step, sp
   state_template = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), state)
   if primary:
     workdir_lib.write_json(workdir / workdir_lib.CONFIG, config_lib.to_dict(config), default=_json_default)
+    source = config_lib.experiment_source(config.get("name", ""))
+    if source is not None and not resume:  # the run is self-describing: its own models and data load without the file
+      from jdl.data._atomic import atomic_file  # pylint: disable=g-import-not-at-top
+
+      with atomic_file(workdir / workdir_lib.EXPERIMENT) as f:
+        f.write(pathlib.Path(source).read_bytes())
 
   metrics_file = metrics_path.open("a") if primary else None
   board = None

@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def plot_history(history: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: str = ""):
@@ -27,6 +28,7 @@ def plot_history(history: Sequence[dict[str, Any]], path: str | os.PathLike[str]
       if any(y is not None for y in ys):
         ax.plot(epochs, ys, style, label=prefix.rstrip("_"), markersize=4)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_ylabel(name)
     ax.grid(alpha=0.3)
     ax.legend()

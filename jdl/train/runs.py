@@ -50,6 +50,7 @@ class TrainedRun:
   epoch: int
   task: str
   _splits: dict[str, dict[str, np.ndarray]] = dataclasses.field(repr=False, default_factory=dict)
+  state: Any = dataclasses.field(repr=False, default=None)  # the restored TrainState (evaluate reads it)
 
   @property
   def input_key(self) -> str:
@@ -76,6 +77,51 @@ class TrainedRun:
   def logits(self, x: jax.Array) -> jax.Array:
     """The network's outputs for inputs ``x`` (from ``inputs``), in evaluation mode."""
     return self.model.apply(self.variables, x, train=False)
+
+  def predict(self, x: Any, batch_size: int = 256) -> dict[str, Any]:
+    """The network's predictions for inputs as the dataset stores them (uint8 images, features), in batches.
+
+    One compiled program for all calls (the last batch is padded to ``batch_size``). Returns
+    ``{"outputs": [N, K]}`` and, for a classifier, ``"probabilities"`` ``[N, C]``, ``"labels"`` ``[N]``
+    and ``"classes"`` (their names, where the dataset has them).
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+      raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
+    x = np.asarray(x)
+    stored = self.split("train")[self.input_key]
+    if x.shape[1:] != stored.shape[1:]:
+      raise ValueError(f"x: expected inputs of shape (N, {', '.join(map(str, stored.shape[1:]))}) as the dataset "
+                       f"stores them, got {x.shape}")
+    if "_apply" not in self.__dict__:
+      self.__dict__["_apply"] = jax.jit(lambda variables, v: self.model.apply(variables, v, train=False))
+    outputs = []
+    for start in range(0, len(x), batch_size):
+      part = x[start:start + batch_size]
+      padded = np.concatenate([part, np.zeros((batch_size - len(part), *part.shape[1:]), part.dtype)])
+      outputs.append(np.asarray(self.__dict__["_apply"](self.variables, self.inputs({self.input_key: padded})))[
+          :len(part)])
+    out = np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
+    result: dict[str, Any] = {"outputs": out}
+    if self.task in ("classification", "binary") and len(out):
+      probs = (np.concatenate([1 - _sigmoid(out), _sigmoid(out)], axis=-1) if out.shape[-1] == 1
+               else np.asarray(jax.nn.softmax(out, axis=-1)))
+      labels = np.argmax(probs, axis=-1)
+      result.update(probabilities=probs, labels=labels,
+                    classes=[self.class_names[i] if self.class_names else str(i) for i in labels])
+    return result
+
+  def evaluate(self, split: str = "test", metrics: Any = None, batch_size: int | None = None) -> dict[str, Any]:
+    """``split``'s loss, the task's metric and ``metrics`` (``jdl.metrics`` specs; default the run's own
+    ``config.metrics``), computed by the evaluation ``jdl train`` ran: an old run's ``summary.json`` test
+    figures come out the same. Keys are ``<split>_loss``, ``<split>_accuracy``, ``<split>_<spec>``."""
+    import jdl.metrics  # pylint: disable=g-import-not-at-top
+    from jdl.train import experiment, loop  # pylint: disable=g-import-not-at-top
+
+    arrays = self.split(split)
+    specs = None if metrics is None else jdl.metrics.parse_specs(tuple(metrics))
+    eval_step = experiment.build_eval_step(self.config, self.info, self.model, specs)
+    evaluator = loop.Evaluator(eval_step, batch_size or int(self.config.data.eval_batch_size), "single")
+    return evaluator(self.state, arrays, prefix=f"{split}_")
 
   def logits_fn(self):
     """``x -> logits``, the function ``jdl.attacks`` and ``jax.grad`` take (pure; the weights are closed over)."""
@@ -105,8 +151,11 @@ def load_run(directory: str | pathlib.Path, epoch: int | str | None = None) -> T
 
   directory = pathlib.Path(directory)
   stored = _stored_config(directory)
-  try:  # the experiment's own file gives the fields their types and runs its registrations
-    template = config_lib.load_experiment(stored.get("name", ""))
+  # The experiment's own file gives the fields their types and runs its registrations (a user's own model or
+  # dataset): the copy jdl train kept in the run first, so the run loads wherever the original went.
+  copy = directory / workdir_lib.EXPERIMENT
+  try:
+    template = config_lib.load_experiment(str(copy) if copy.is_file() else stored.get("name", ""))
   except (FileNotFoundError, ValueError, KeyError):
     template = config_lib.base_config()
   with template.unlocked():
@@ -143,7 +192,11 @@ def load_run(directory: str | pathlib.Path, epoch: int | str | None = None) -> T
   variables = {"params": params, **(state.model_state or {})}
   return TrainedRun(directory=directory, config=config, info=info, model=model, variables=variables,
                     epoch=int(meta.get("epoch", epoch or epochs[-1])), task=experiment.resolve_task(config, info),
-                    _splits=dict(splits))
+                    _splits=dict(splits), state=state)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+  return 1.0 / (1.0 + np.exp(-x))
 
 
 def _stored_config(directory: pathlib.Path) -> dict[str, Any]:
