@@ -104,6 +104,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.adversarial.eval_examples = 1000
   c.adversarial.eval_steps = 10
 
+  # A penalty added to the data loss (docs/losses_metrics.md#regularization-from-the-config):
+  # 'l2:1e-4', 'l1:1e-5,l2:1e-4', 'linf:1e-3', 'elastic_net:1e-5:1e-4'; '' for none. It
+  # covers the parameters whose '/'-joined paths match none of regularizer_exclude's globs
+  # (default: biases and normalisation scales), and is logged as train_objective beside train_loss.
+  c.regularizer = ""
+  # Data augmentation inside the compiled train step (jdl.data.augment), in order:
+  # 'crop:2,flip,rotate:10,cutout:8', 'mixup:0.2' or 'cutmix:1.0'; '' for none. Never at evaluation.
+  c.augment = ""
+  c.regularizer_exclude = ("bias", "*/bias", "scale", "*/scale")
+
   # Training diagnostics (docs/visualize.md): per-layer gradient norms, update/weight
   # ratios, activation statistics and dead-unit fractions on the first `examples`
   # training examples, logged every `every` epochs as diag_* keys of metrics.jsonl.
@@ -375,6 +385,16 @@ def check(config: ml_collections.ConfigDict) -> None:
   _int_at_least(config, "adversarial.steps", 1)
   _int_at_least(config, "adversarial.eval_steps", 1)
   _int_at_least(config, "adversarial.eval_examples", 0)
+  spec = _get(config, "regularizer")
+  if spec is not _MISSING:
+    from jdl import regularizers  # pylint: disable=g-import-not-at-top
+
+    regularizers.parse_spec(spec)
+  spec = _get(config, "augment")
+  if spec is not _MISSING:
+    from jdl.data import augment  # pylint: disable=g-import-not-at-top
+
+    augment.parse(spec)
   _int_at_least(config, "diagnostics.examples", 1)
   _int_at_least(config, "diagnostics.every", 1)
   for key in ("adversarial.eps", "adversarial.step_size"):

@@ -320,6 +320,62 @@ def get(name: str, **options: Any) -> Callable[[Params], jax.Array]:
   return _REGULARIZERS[name](**options)
 
 
+def parse_spec(spec: str) -> list[tuple[str, tuple[float, ...]]]:
+  """``"l2:1e-4,l1:1e-5"`` → ``[("l2", (1e-4,)), ("l1", (1e-5,))]``; ``elastic_net:L1:L2`` takes two strengths.
+
+  Raises:
+    ValueError: an unknown name (the known ones listed), a strength that is not a number >= 0, or the
+      wrong number of strengths.
+  """
+  if not isinstance(spec, str):
+    raise ValueError(f"regularizer: expected a string such as 'l2:1e-4' or 'l1:1e-5,l2:1e-4', got {spec!r}")
+  terms = []
+  for part in (p.strip() for p in spec.split(",")):
+    if not part:
+      continue
+    name, *values = (v.strip() for v in part.split(":"))
+    known = sorted(set(_REGULARIZERS) - {"l0"})
+    if name not in known:
+      raise ValueError(f"regularizer: unknown regularizer {name!r} in {spec!r}; known regularizers: "
+                       f"{', '.join(known)} (written name:strength, e.g. l2:1e-4)")
+    wanted = 2 if name == "elastic_net" else 1
+    if len(values) != wanted:
+      form = "elastic_net:L1_STRENGTH:L2_STRENGTH" if wanted == 2 else f"{name}:STRENGTH"
+      raise ValueError(f"regularizer: {part!r} should be written {form}")
+    try:
+      numbers = tuple(float(v) for v in values)
+    except ValueError:
+      raise ValueError(f"regularizer: the strength in {part!r} is not a number") from None
+    if any(not (n >= 0 and n < float("inf")) for n in numbers):
+      raise ValueError(f"regularizer: strengths must be finite numbers >= 0, got {part!r}")
+    terms.append((name, numbers))
+  return terms
+
+
+def from_spec(spec: str, exclude: Sequence[str] | str = DEFAULT_EXCLUDE,
+              include: Sequence[str] | str | None = None) -> Regularizer | None:
+  """The penalty a config names (``config.regularizer``): the sum of the ``parse_spec`` terms, each over the
+  parameters ``make_mask(include, exclude)`` selects (by default every weight but biases and normalisation
+  scales). None for an empty spec.
+
+  Example:
+    >>> params = {"Dense_0": {"kernel": jnp.array([[3.0, -4.0]]), "bias": jnp.array([10.0, 10.0])}}
+    >>> round(float(from_spec("l2:0.1,l1:0.01")(params)), 4)  # 0.1 / 2 * 25 + 0.01 * 7
+    1.32
+  """
+  terms = parse_spec(spec)
+  if not terms:
+    return None
+  mask = make_mask(include, exclude)
+  parts = [elastic_net(*numbers, mask=mask) if name == "elastic_net" else _REGULARIZERS[name](numbers[0], mask=mask)
+           for name, numbers in terms]
+
+  def penalty(params: Params) -> jax.Array:
+    return _sum([fn(params) for fn in parts])
+
+  return penalty
+
+
 # --------------------------------------------------------------------------- #
 # Optimizer-side transforms.
 # --------------------------------------------------------------------------- #

@@ -479,11 +479,23 @@ def train_and_evaluate(
                    if config.early_stopping.enabled else None)
   precision = None if policy.compute_dtype == jnp.float32 else policy
   apply_fn = training_apply(config, model)  # fake-quantized under quantization-aware training
-  train_step = step.make_train_step(apply_fn=apply_fn, loss_fn=loss_fn, tx=tx, input_key=input_key,
+  from jdl import regularizers  # pylint: disable=g-import-not-at-top
+
+  regularizer = regularizers.from_spec(config.get("regularizer", "") or "",
+                                       exclude=tuple(config.get("regularizer_exclude", regularizers.DEFAULT_EXCLUDE)))
+  from jdl.data import augment  # pylint: disable=g-import-not-at-top
+
+  spec = config.get("augment", "") or ""
+  augmentations = augment.transforms(spec, input_key)  # before the attack: adversarial examples of augmented images
+  train_loss_fn = loss_fn
+  if any(name in ("mixup", "cutmix") for name, _ in augment.parse(spec)):
+    train_loss_fn = augment.mixed_loss(loss_fn)
+  train_step = step.make_train_step(apply_fn=apply_fn, loss_fn=train_loss_fn, tx=tx, input_key=input_key,
+                                    regularizer=regularizer,
                                     example_metrics=example_metrics, axis_name=strategy.axis_name,
                                     precision=precision, micro_batches=micro_batches,
-                                    batch_transforms=adversarial_transforms(
-                                        config, model, input_key, task, train_data[input_key].dtype == np.uint8))
+                                    batch_transforms=(*augmentations, *adversarial_transforms(
+                                        config, model, input_key, task, train_data[input_key].dtype == np.uint8)))
   eval_step = build_eval_step(config, info, model, metric_specs, axis_name=strategy.axis_name)
 
   extra_callbacks = robust_accuracy_callbacks(config, model, input_key, splits, task)
