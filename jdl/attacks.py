@@ -38,7 +38,8 @@ def _concrete(value: Any) -> bool:
   return not isinstance(value, jax.core.Tracer)
 
 
-def _check_eps(eps: Any, name: str = "eps") -> None:
+def check_eps(eps: Any, name: str = "eps") -> None:
+  """Raises ``ValueError`` unless a concrete ``eps`` (or ``name``) is a finite number >= 0 (traced values pass)."""
   if _concrete(eps) and np.ndim(eps) == 0 and not (math.isfinite(float(eps)) and float(eps) >= 0):
     raise ValueError(f"{name}: expected a finite number >= 0, got {eps!r}")
 
@@ -69,7 +70,7 @@ def _clip(x: jax.Array, clip: Any) -> jax.Array:
 def fgsm(logits_fn: Callable[[jax.Array], jax.Array], x: jax.Array, y: jax.Array, *, eps: float | jax.Array,
          targeted: bool = False, clip: tuple[float, float] | None = (0.0, 1.0)) -> jax.Array:
   """The fast gradient sign method: ``clip(x ± eps · sign(∇ₓ loss(x, y)))`` (− when ``targeted``)."""
-  _check_eps(eps)
+  check_eps(eps)
   _check_clip(clip)
   g = _input_gradient(logits_fn, x, y)
   direction = -1.0 if targeted else 1.0
@@ -100,8 +101,8 @@ def pgd(logits_fn: Callable[[jax.Array], jax.Array], x: jax.Array, y: jax.Array,
   uniform point of the ε-ball (needs ``key``). The loop is one
   ``lax.fori_loop``: the whole attack compiles to one program.
   """
-  _check_eps(eps)
-  _check_eps(step_size, "step_size")
+  check_eps(eps)
+  check_eps(step_size, "step_size")
   _check_clip(clip)
   if norm not in NORMS:
     raise ValueError(f"norm: expected one of {', '.join(NORMS)}, got {norm!r}")
@@ -183,7 +184,7 @@ def robust_accuracy(logits_fn: Callable[[jax.Array], jax.Array], x: Any, y: Any,
   if not eps:
     raise ValueError("eps: expected at least one value, got none")
   for e in eps:
-    _check_eps(e)
+    check_eps(e)
   if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
     raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
   if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -197,7 +198,7 @@ def robust_accuracy(logits_fn: Callable[[jax.Array], jax.Array], x: Any, y: Any,
   key = jax.random.key(seed)
   correct_clean, correct = 0, [0] * len(eps)
   if step_size:
-    _check_eps(step_size, "step_size")
+    check_eps(step_size, "step_size")
   sizes = [step_size if step_size else 2.5 * e / steps for e in eps]
   first: dict[str, Any] = {}
   for i, e in enumerate(eps):
@@ -234,7 +235,7 @@ def adversarial_transform(apply_fn: Callable[..., Any], input_key: str = "image"
   ε-ball, from the step's own key; its step size defaults to ``2.5 · ε / steps``.
   """
   check_method(method)
-  _check_eps(eps)
+  check_eps(eps)
   if norm not in NORMS:
     raise ValueError(f"norm: expected one of {', '.join(NORMS)}, got {norm!r}")
   if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -243,7 +244,7 @@ def adversarial_transform(apply_fn: Callable[..., Any], input_key: str = "image"
     raise ValueError(f"fraction: expected a number in (0, 1], got {fraction!r}")
   _check_clip(clip)
   size = step_size if step_size else 2.5 * eps / steps
-  _check_eps(size, "step_size")
+  check_eps(size, "step_size")
 
   def transform(state, batch, key):
     x, y = batch[input_key], batch[label_key]

@@ -277,7 +277,7 @@ class RobustAccuracy(Callback):
                norm: str = "linf", clip: tuple[float, float] | None = (0.0, 1.0), seed: int = 0):
     from jdl import attacks  # pylint: disable=g-import-not-at-top
 
-    attacks._check_eps(eps)  # pylint: disable=protected-access
+    attacks.check_eps(eps)
     if norm not in attacks.NORMS:
       raise ValueError(f"norm: expected one of {', '.join(attacks.NORMS)}, got {norm!r}")
     self.x, self.y = jnp.asarray(x), jnp.asarray(y)

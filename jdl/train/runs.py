@@ -265,9 +265,9 @@ def attack_run(directory: str | pathlib.Path, eps: Any, *, method: str = "pgd", 
   if not eps:
     raise ValueError("eps: expected at least one value, got none")
   for e in eps:
-    attacks._check_eps(e)  # pylint: disable=protected-access
+    attacks.check_eps(e)
   if step_size:
-    attacks._check_eps(step_size, "step_size")  # pylint: disable=protected-access
+    attacks.check_eps(step_size, "step_size")
   for name, value, low in (("limit", limit, 1), ("steps", steps, 1), ("batch_size", batch_size, 1)):
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
       raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
