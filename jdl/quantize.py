@@ -199,6 +199,7 @@ class LayerInfo:
   type_name: str
   has_params: bool
   folds_into: str | None = None  # a BatchNorm right after a Dense/Conv: that layer's path
+  epsilon: float | None = None  # a BatchNorm's
 
 
 def inspect_layers(model: nn.Module, variables: Mapping[str, Any], x: Any) -> list[LayerInfo]:
@@ -226,7 +227,8 @@ def inspect_layers(model: nn.Module, variables: Mapping[str, Any], x: Any) -> li
       folds = last["path"]
     out = next_fun(*args, **kwargs)
     if path and path not in seen:
-      seen[path] = LayerInfo(path, kind, type(module).__name__, own, folds)
+      seen[path] = LayerInfo(path, kind, type(module).__name__, own, folds,
+                             float(module.epsilon) if kind == "batch_norm" else None)
     last.update(output=out if kind in ("dense", "conv") else None, path=path)
     return out
 
@@ -242,8 +244,8 @@ def _get(tree: Mapping[str, Any], path: str) -> Any:
   return node
 
 
-def fold_batch_norm(variables: Mapping[str, Any], layers: Sequence[LayerInfo],
-                    epsilon: Mapping[str, float] | None = None) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+def fold_batch_norm(variables: Mapping[str, Any],
+                    layers: Sequence[LayerInfo]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
   """The float kernels and biases with every foldable BatchNorm folded in.
 
   ``w' = w · γ / √(σ² + ε)`` per output channel and ``b' = (b - μ) · γ / √(σ² + ε) + β``.
@@ -252,7 +254,6 @@ def fold_batch_norm(variables: Mapping[str, Any], layers: Sequence[LayerInfo],
     ``({layer path: {"kernel", "bias" (or None)}}`` for every Dense and Conv,
     ``{BatchNorm path: its layer's path}``).
   """
-  epsilon = dict(epsilon or {})
   params, stats = variables.get("params", {}), variables.get("batch_stats", {})
   weights: dict[str, Any] = {}
   for info in layers:
@@ -268,7 +269,7 @@ def fold_batch_norm(variables: Mapping[str, Any], layers: Sequence[LayerInfo],
     target = weights[info.folds_into]
     gamma = jnp.asarray(bn.get("scale", 1.0), jnp.float32)
     beta = jnp.asarray(bn.get("bias", 0.0), jnp.float32)
-    factor = gamma / jnp.sqrt(jnp.asarray(bn_stats["var"], jnp.float32) + epsilon.get(info.path, 1e-5))
+    factor = gamma / jnp.sqrt(jnp.asarray(bn_stats["var"], jnp.float32) + info.epsilon)
     bias = target["bias"] if target["bias"] is not None else 0.0
     target["kernel"] = target["kernel"] * _channels(factor, target["kernel"].ndim)
     target["bias"] = (bias - jnp.asarray(bn_stats["mean"], jnp.float32)) * factor + beta
@@ -416,17 +417,8 @@ def quantize(model: nn.Module, variables: Mapping[str, Any], calibration: Iterab
   keep = set(keep_float)
   # A BatchNorm that would fold into a layer kept in float stays in float with it.
   keep |= {i.path for i in infos if i.kind == "batch_norm" and i.folds_into in keep}
-  bn_eps = {}
-
-  def eps(next_fun, args, kwargs, context):
-    if isinstance(context.module, nn.BatchNorm):
-      bn_eps[_path(context.module)] = float(context.module.epsilon)
-    return next_fun(*args, **kwargs)
-
-  with nn.intercept_methods(eps):
-    jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, batches[0])
   infos = [i for i in infos if i.path not in keep]
-  weights, folded = fold_batch_norm(variables, infos, bn_eps)
+  weights, folded = fold_batch_norm(variables, infos)
   rest = _without(variables, [*weights, *folded])
   scales: dict[str, list[jax.Array]] = {p: [] for p in weights}
   if method == "static":

@@ -17,31 +17,17 @@ from typing import Any
 _IGNORED = ("progress", "plot", "tensorboard", "compilation_cache", "checkpoint.every_seconds")
 
 
-def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-  out = {}
-  for key, value in tree.items():
-    name = f"{prefix}{key}"
-    if isinstance(value, Mapping):
-      out.update(_flat(value, name + "."))
-    else:
-      out[name] = value
-  return out
-
-
 def _read_run(directory: pathlib.Path) -> dict[str, Any]:
+  from jdl.train import runs  # pylint: disable=g-import-not-at-top
   from jdl.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
 
-  if not directory.is_dir():
-    raise FileNotFoundError(f"run_dir: {directory} is not a directory; pass the --workdir of `jdl train` runs")
-  config = workdir_lib.read_json(directory / workdir_lib.CONFIG, "the run's config")
-  if config is None:
-    raise FileNotFoundError(f"run_dir: {directory} holds no {workdir_lib.CONFIG}; it is not the workdir of a "
-                            "`jdl train` run")
+  config = runs._stored_config(directory)  # pylint: disable=protected-access
   history = workdir_lib.read_metrics(directory / workdir_lib.METRICS)
   if not history:
     raise ValueError(f"run_dir: {directory} has logged no epoch yet ({workdir_lib.METRICS} is empty or missing)")
   summary = workdir_lib.read_json(directory / workdir_lib.SUMMARY, "the run's summary") or {}
-  return {"directory": directory, "config": _flat(config), "history": history, "summary": summary}
+  return {"directory": directory, "config": workdir_lib._flat(config),  # pylint: disable=protected-access
+          "history": history, "summary": summary}
 
 
 def _labels(directories: Sequence[pathlib.Path]) -> list[str]:

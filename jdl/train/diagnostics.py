@@ -163,14 +163,15 @@ class Diagnostics(Callback):
     model_state = dict(state.model_state or {})
     if self._measure is None:  # at the first measured epoch: the layers' order, the program
       order = layer_order(self.apply_fn, {"params": state.params, **model_state}, self.batch[self.input_key])
-      fn = lambda params, model_state, opt_state, batch, rng: measure(  # noqa: E731
-          self.apply_fn, self.loss_fn, self.tx, params, model_state, opt_state, batch, self.input_key, rng, order)
-      # The keys in the order measure builds them (the compiled program's dict comes back sorted).
       keys: list[str] = []
-      jax.eval_shape(lambda *a: keys.extend(fn(*a)) or 0, state.params, model_state, state.opt_state,
-                     self.batch, self.rng)
-      self._keys = keys
-      self._measure = jax.jit(fn)
+
+      def fn(params, model_state, opt_state, batch, rng):
+        stats = measure(self.apply_fn, self.loss_fn, self.tx, params, model_state, opt_state, batch,
+                        self.input_key, rng, order)
+        keys[:] = list(stats)  # at trace time: the order measure builds (the program's dict comes back sorted)
+        return stats
+
+      self._measure, self._keys = jax.jit(fn), keys
     stats = jax.device_get(self._measure(state.params, model_state, state.opt_state, self.batch, self.rng))
     return {k: float(stats[k]) for k in self._keys}
 

@@ -51,6 +51,7 @@ class TrainedRun:
   task: str
   _splits: dict[str, dict[str, np.ndarray]] = dataclasses.field(repr=False, default_factory=dict)
   state: Any = dataclasses.field(repr=False, default=None)  # the restored TrainState (evaluate reads it)
+  _cache: dict[Any, Any] = dataclasses.field(repr=False, default_factory=dict)  # compiled programs, predictions
 
   @property
   def input_key(self) -> str:
@@ -92,13 +93,13 @@ class TrainedRun:
     if x.shape[1:] != stored.shape[1:]:
       raise ValueError(f"x: expected inputs of shape (N, {', '.join(map(str, stored.shape[1:]))}) as the dataset "
                        f"stores them, got {x.shape}")
-    if "_apply" not in self.__dict__:
-      self.__dict__["_apply"] = jax.jit(lambda variables, v: self.model.apply(variables, v, train=False))
+    if "apply" not in self._cache:
+      self._cache["apply"] = jax.jit(lambda variables, v: self.model.apply(variables, v, train=False))
     outputs = []
     for start in range(0, len(x), batch_size):
       part = x[start:start + batch_size]
       padded = np.concatenate([part, np.zeros((batch_size - len(part), *part.shape[1:]), part.dtype)])
-      outputs.append(np.asarray(self.__dict__["_apply"](self.variables, self.inputs({self.input_key: padded})))[
+      outputs.append(np.asarray(self._cache["apply"](self.variables, self.inputs({self.input_key: padded})))[
           :len(part)])
     out = np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
     result: dict[str, Any] = {"outputs": out}
@@ -319,31 +320,6 @@ def _stored_dataset(directory: pathlib.Path) -> Any:
   return data.info(_stored_config(directory).get("data", {}).get("name", ""))
 
 
-def _predict(run: TrainedRun, x: Any, batch_size: int = 1000) -> np.ndarray:
-  """Softmax probabilities ``[N, C]`` (one logit: ``[1 - p, p]``) of the run's network, in batches.
-
-  Computed once per run and inputs (``confusion`` and ``errors`` share them), with one compiled forward pass.
-  """
-  cache = run.__dict__.setdefault("_predictions", {})
-  key = (id(x), len(x))
-  if key in cache:
-    return cache[key][1]
-  if "_apply" not in run.__dict__:
-    run.__dict__["_apply"] = jax.jit(lambda variables, v: run.model.apply(variables, v, train=False))
-  apply = run.__dict__["_apply"]
-  out = []
-  for start in range(0, len(x), batch_size):
-    logits = apply(run.variables, x[start:start + batch_size])
-    if logits.shape[-1] == 1:
-      p = jax.nn.sigmoid(logits)
-      out.append(np.asarray(jnp.concatenate([1 - p, p], axis=-1)))
-    else:
-      out.append(np.asarray(jax.nn.softmax(logits, axis=-1)))
-  probs = np.concatenate(out, axis=0)
-  cache[key] = (x, probs)  # x kept alive so its id is not reused
-  return probs
-
-
 def visualize_run(directories: Any, what: Any, *, class_name: Any = None, count: int = 8, steps: int = 512,
                   tv: float = 1.0, learning_rate: float = 0.01, jitter: int = 2, split: str = "test",
                   epoch: int | str | None = None, seed: int = 0) -> dict[str, Any]:
@@ -394,9 +370,9 @@ def visualize_run(directories: Any, what: Any, *, class_name: Any = None, count:
       raise ValueError(f"{name}: expected a number >= {low}, got {value!r}")
   if split not in ("train", "eval", "test"):
     raise ValueError(f"split: expected train, eval or test, got {split!r}")
+  logged = {}
   if "diagnostics" in what:
-    for d in directories:
-      diagnostics_lib.read_diagnostics(d)  # raises when a run logged none
+    logged = {_label(d): diagnostics_lib.read_diagnostics(d) for d in directories}  # raises when a run logged none
   target = None
   if class_name is not None:
     info = _stored_dataset(directories[0])
@@ -410,7 +386,7 @@ def visualize_run(directories: Any, what: Any, *, class_name: Any = None, count:
   written = []
   if "diagnostics" in what:
     path = directories[0] / "diagnostics.png"
-    diagnostics_lib.plot_runs({_label(d): diagnostics_lib.read_diagnostics(d) for d in directories}, path)
+    diagnostics_lib.plot_runs(logged, path)
     written.append(path)
   rest = [w for w in what if w != "diagnostics"]
   if rest:
@@ -436,12 +412,12 @@ def _class_label(run: TrainedRun, c: int) -> str:
   return run.class_names[c] if run.class_names and c < len(run.class_names) else str(c)
 
 
-def _split_inputs(run: TrainedRun, split: str) -> Any:
-  """The network's inputs for a whole split, made once per run (figures of the same split share them)."""
-  cache = run.__dict__.setdefault("_inputs", {})
-  if split not in cache:
-    cache[split] = run.inputs(run.split(split))
-  return cache[split]
+def _split_probabilities(run: TrainedRun, split: str) -> np.ndarray:
+  """``run.predict``'s probabilities for a whole split, computed once per run (confusion and errors share them)."""
+  key = ("probabilities", split)
+  if key not in run._cache:  # pylint: disable=protected-access
+    run._cache[key] = run.predict(run.split(split)[run.input_key], batch_size=1000)["probabilities"]  # pylint: disable=protected-access
+  return run._cache[key]  # pylint: disable=protected-access
 
 
 def _images(run: TrainedRun) -> bool:
@@ -454,7 +430,7 @@ def _ideal(run: TrainedRun, path, *, target, steps, tv, learning_rate, jitter, s
 
   if run.task not in ("classification", "binary"):
     raise ValueError(f"run: ideal inputs maximise a class's score; {run.directory} is a {run.task} run")
-  shape = tuple(run.inputs(run.split("train"))[:1].shape[1:])
+  shape = tuple(run.inputs({run.input_key: run.split("train")[run.input_key][:1]}).shape[1:])
   classes = [target] if target is not None else list(range(int(run.info.num_classes or 2)))
   weights = [0.0] * len(classes) + [tv] * len(classes)
   images = _images(run)
@@ -486,7 +462,7 @@ def _saliency(run: TrainedRun, path, *, target, count, split, seed, **_):
   arrays = run.split(split)
   x = run.inputs({run.input_key: arrays[run.input_key][:count]})
   logits_fn = run.logits_fn()
-  probs = _predict(run, x)
+  probs = run.predict(arrays[run.input_key][:count])["probabilities"]
   chosen = np.argmax(probs, axis=-1) if target is None else np.full(len(x), target)
   maps = {
       "gradient": visualize.saliency(logits_fn, x, chosen),
@@ -520,7 +496,7 @@ def _confusion(run: TrainedRun, path, *, split, **_):
   if run.task not in ("classification", "binary"):
     raise ValueError(f"run: a confusion matrix needs classes; {run.directory} is a {run.task} run")
   arrays = run.split(split)
-  probs = _predict(run, _split_inputs(run, split))
+  probs = _split_probabilities(run, split)
   labels = np.asarray(arrays["label"])
   matrix = metrics.confusion_matrix(labels, np.argmax(probs, axis=-1), num_classes=probs.shape[-1])
   accuracy = float(np.trace(matrix) / max(matrix.sum(), 1))
@@ -535,14 +511,13 @@ def _errors(run: TrainedRun, path, *, count, split, **_):
   if run.task not in ("classification", "binary"):
     raise ValueError(f"run: misclassified examples need classes; {run.directory} is a {run.task} run")
   arrays = run.split(split)
-  x = _split_inputs(run, split)
-  probs = _predict(run, x)
+  probs = _split_probabilities(run, split)
   labels, predicted = np.asarray(arrays["label"]), np.argmax(probs, axis=-1)
   confidence = probs[np.arange(len(probs)), predicted]
   wrong = np.flatnonzero(predicted != labels)
   worst = wrong[np.argsort(-confidence[wrong], kind="stable")][:count]
-  plots.plot_errors(np.asarray(x)[worst], labels[worst], predicted[worst], confidence[worst], path,
-                    class_names=run.class_names,
+  images = np.asarray(run.inputs({run.input_key: arrays[run.input_key][worst]}))
+  plots.plot_errors(images, labels[worst], predicted[worst], confidence[worst], path, class_names=run.class_names,
                     title=f"the {len(worst)} most confidently misclassified of {len(wrong)} errors, {split} split")
   return {"split": split, "errors": int(len(wrong)), "indices": [int(i) for i in worst],
           "confidence": [float(confidence[i]) for i in worst]}
