@@ -49,6 +49,18 @@ def test_a_run_writes_its_epochs_test_metrics_hparams_and_curves(tiny_data, tmp_
   assert start.hparams["model.options.hidden"].string_value == "[8]"
 
 
+def test_invocations_within_one_second_keep_their_own_event_files(tmp_path):
+  # tensorboardX names a file by the second: a resume started within the same second once erased the first file.
+  for initial_epoch, epochs in ((0, (1, 2)), (2, (3,)), (1, (2, 3))):
+    writer = tensorboard.Writer(tmp_path, initial_epoch=initial_epoch)
+    for epoch in epochs:
+      writer.epoch({"epoch": epoch, "train_loss": 10.0 * initial_epoch + epoch})
+    writer.close()
+  assert len(list((tmp_path / "tensorboard").iterdir())) == 3
+  # The last invocation redid epochs 2 and 3: its values replace the earlier ones.
+  assert tensorboard.read_scalars(tmp_path / "tensorboard")["loss/train"] == [(1, 1.0), (2, 12.0), (3, 13.0)]
+
+
 def test_a_resumed_run_logs_each_epoch_once(tiny_data, tmp_path):
   run = tmp_path / "run"
   assert cli.main(["train", "mlp_fashion_mnist", "--workdir", str(run), *SMALL, "--config.epochs=1"]) == 0

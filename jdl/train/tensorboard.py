@@ -20,6 +20,7 @@ so the curves never show an epoch twice. Look at them with
 from __future__ import annotations
 
 import pathlib
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -70,8 +71,10 @@ class Writer:
 
     self.directory = pathlib.Path(workdir) / DIRECTORY
     # purge_step: events at or after the first epoch this invocation runs are dropped (a resumed run redoes them).
+    # The file name tensorboardX gives is only as fine as the second: two invocations within one second would write
+    # the same file, the second erasing the first. The nanosecond suffix keeps each invocation's file, in order.
     self._writer = SummaryWriter(str(self.directory), purge_step=initial_epoch + 1 if initial_epoch else None,
-                                 flush_secs=30)
+                                 flush_secs=30, filename_suffix=f".{time.time_ns()}")
 
   def epoch(self, logs: Mapping[str, Any]) -> None:
     step = int(logs.get("epoch", 0))
