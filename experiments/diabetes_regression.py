@@ -5,8 +5,8 @@ the train split's mean and standard deviation (docs/data.md), so the loss and
 the metrics are in standard deviations of the target; multiply MAE and RMSE by
 `jdl.data.target_stats("diabetes")[1]` (76.97) for the original units. The model
 is a small MLP with one output; metrics streamed over the 88 test examples:
-MAE, RMSE (of the whole set, not a mean of batch RMSEs) and R². There is no
-validation split, so `eval_split` is `test`.
+MAE, RMSE (of the whole set, not a mean of batch RMSEs) and R². The last 10%
+of the train split (35 patients) is the validation split of the eval_* curves.
 
     jdl train diabetes_regression --workdir /tmp/diabetes --config.progress=false
 
@@ -22,7 +22,6 @@ def get_config():
   config = base_config()
   config.name = "diabetes_regression"
   config.data.name = "diabetes"
-  config.data.eval_split = "test"
   config.data.batch_size = 32
   config.data.eval_batch_size = 32  # 88 test examples: the last batch is padded
   config.model.name = "mlp"

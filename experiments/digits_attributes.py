@@ -47,7 +47,6 @@ def get_config():
   config.name = "digits_attributes"
   config.data.name = "digits"
   config.data.transform = "digits_attributes"
-  config.data.eval_split = "test"
   config.data.batch_size = 32
   config.data.eval_batch_size = 100  # 359 test images: the last batch is padded
   config.model.name = "mlp"

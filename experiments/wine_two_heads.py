@@ -15,7 +15,7 @@ cross-entropy on `cultivar` plus 0.5 × MSE on `alcohol` (`config.losses`,
 `config.loss_weights`; `jdl.losses.weighted`). Each head's targets are the
 batch's array of the same name. Metrics name their head:
 `cultivar/accuracy`, `cultivar/f1:macro`, `alcohol/mae`, `alcohol/rmse`,
-`alcohol/r2`. 142 / 36 split; `eval_split` is `test` (no validation split).
+`alcohol/r2`. 142 / 36 train/test split; the last 14 of train validate (the eval_* curves).
 
     jdl train wine_two_heads --workdir /tmp/wine --config.progress=false
 
@@ -73,7 +73,6 @@ def get_config():
   config.name = "wine_two_heads"
   config.data.name = "wine"
   config.data.transform = "wine_alcohol"
-  config.data.eval_split = "test"
   config.data.batch_size = 16
   config.data.eval_batch_size = 16  # 36 test wines: the last batch is padded
   config.model.name = "two_head_mlp"

@@ -27,6 +27,7 @@ _SUBMODULES = (
     "optim",
     "regularizers",
     "train",
+    "tune",
 )
 
 

@@ -11,6 +11,7 @@
     jdl eval RUN_DIR [--split test] [--metrics accuracy,f1:macro]
     jdl predict RUN_DIR FILE [FILE ...] [--json]
     jdl compare RUN_DIR RUN_DIR ... [--metric eval_accuracy] [--out DIR]
+    jdl tune EXPERIMENT --space SPACE --trials N [--workdir DIR] [--resume | --overwrite] [--jobs J] [...]
     jdl quantize RUN_DIR [--method ptq-static|ptq-dynamic] [--calibration-batches 8] [--keep-float LAYER,...]
     jdl export RUN_DIR [--int8]
 
@@ -229,6 +230,16 @@ def _cmd_compare(args: argparse.Namespace, extra: Sequence[str]) -> int:
   return 0
 
 
+def _cmd_tune(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  overrides = _split_config_overrides(extra)
+  from jdl import tune  # pylint: disable=g-import-not-at-top
+
+  tune.tune(args.experiment, args.space, trials=args.trials, workdir=args.workdir, storage=args.storage,
+            study_name=args.study, sampler=args.sampler, pruner=args.pruner, metric=args.metric, jobs=args.jobs,
+            seed=args.seed, overrides=overrides, resume=args.resume, overwrite=args.overwrite)
+  return 0
+
+
 def _cmd_eval(args: argparse.Namespace, extra: Sequence[str]) -> int:
   if extra:
     raise ValueError(f"unrecognised arguments: {' '.join(extra)}")
@@ -404,6 +415,36 @@ def build_parser() -> argparse.ArgumentParser:
   compare.add_argument("--metric", default="eval_accuracy", help="the logged key to rank by (default eval_accuracy)")
   compare.add_argument("--out", default=".", help="directory for compare.md and compare.png (default: here)")
   compare.set_defaults(fn=_cmd_compare)
+
+  tune = sub.add_parser(
+      "tune", help="hyperparameter search on Optuna (TPE, random, grid, QMC; pruning; a study database)",
+      description="Searches an experiment's hyperparameters with Optuna: each trial is a `jdl train` run "
+                  "(WORKDIR/trials/NNNN) with the values the search space chose, scored by a per-epoch validation "
+                  "metric and pruned early when unpromising. The study is kept in a database (SQLite in WORKDIR by "
+                  "default), so a killed search resumes with --resume and several processes can share it. Writes "
+                  "trials.md, history.png, importances.png, intermediate.png and best_experiment.py in WORKDIR. "
+                  "Override config fields of every trial with --config.KEY=VALUE.")
+  tune.add_argument("experiment", help="experiment name (see `jdl list experiments`) or path to a .py config")
+  tune.add_argument("--space", required=True,
+                    help="a shipped space (learning_rate, optimizer, regularization, augmentation, mlp) or "
+                         "FILE.py[:FUNCTION] defining FUNCTION(trial, config) -> config")
+  tune.add_argument("--trials", type=int, required=True, help="trials in the study, in all (a resumed study runs the "
+                                                              "ones it lacks)")
+  tune.add_argument("--workdir", help="the study's directory (default: runs/tune/<experiment>)")
+  tune.add_argument("--resume", action="store_true", help="continue the study in --workdir (or --storage)")
+  tune.add_argument("--overwrite", action="store_true", help="delete the study and its trials first")
+  tune.add_argument("--storage", help="an SQLAlchemy URL for the study (default: sqlite:///WORKDIR/study.db)")
+  tune.add_argument("--study", help="the study's name in the database (default: the experiment's name)")
+  tune.add_argument("--sampler", default="tpe", help="tpe (default), random, grid (the space's grid) or qmc")
+  tune.add_argument("--pruner", default="median",
+                    help="median[:STARTUP[:WARMUP]] (default median: 5 trials before pruning), halving, hyperband, "
+                         "or none")
+  tune.add_argument("--metric", default="eval_accuracy",
+                    help="the objective: a per-epoch validation figure, eval_accuracy (default), eval_loss or "
+                         "eval_<metric>; maximised or minimised as its name says")
+  tune.add_argument("--jobs", type=int, default=1, help="worker processes on this machine (default 1)")
+  tune.add_argument("--seed", type=int, default=0, help="the sampler's seed (default 0)")
+  tune.set_defaults(fn=_cmd_tune)
 
   quantize = sub.add_parser(
       "quantize", help="int8 quantization of a trained run, measured for size, accuracy and speed",

@@ -97,7 +97,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result_bitwise(tiny_data, 
 
 def test_early_stopping_in_a_run_restores_the_best_epoch(tiny_data, tmp_path):
   config = _config(**{"early_stopping.enabled": "True", "early_stopping.monitor": "eval_loss",
-                      "early_stopping.patience": "1", "early_stopping.min_delta": "10.0", "epochs": "6"})
+                      "early_stopping.patience": "1", "early_stopping.min_delta": "10.0", "epochs": "6",
+                      "data.eval_split": "test"})
   summary = experiment.train_and_evaluate(config, tmp_path / "run")
   assert summary["stopped_early"] and summary["epochs_completed"] == 2
   assert summary["best_epoch"] == 1

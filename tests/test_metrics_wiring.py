@@ -24,7 +24,7 @@ from jdl.train.state import create_train_state
 
 def _config(name, **overrides):
   config = config_lib.load_experiment(name)
-  settings = {"epochs": "2", "progress": "false", "plot": "False", "strategy": "single"}
+  settings = {"epochs": "2", "progress": "false", "plot": "False", "strategy": "single", "data.eval_split": "test"}
   for key, value in {**settings, **overrides}.items():
     config_lib.apply_override(config, key, value)
   return config

@@ -28,7 +28,7 @@ import platform
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -409,6 +409,7 @@ def train_and_evaluate(
     *,
     resume: bool = False,
     overwrite: bool = False,
+    callbacks: Sequence[callbacks_lib.Callback] = (),
 ) -> dict[str, Any]:
   """Runs the experiment ``config`` in ``workdir``; returns the summary.
 
@@ -422,6 +423,10 @@ def train_and_evaluate(
       no checkpoint yet starts from step 0, and a finished run is left as it
       is (its summary is returned, nothing is written).
     overwrite: delete the run in ``workdir`` first.
+    callbacks: more ``jdl.train.callbacks.Callback`` objects, called after jdl's own
+      per-epoch figures (robust accuracy, diagnostics) are in the logs and before early
+      stopping and checkpointing (so a callback that sets ``run.stop_training`` ends the
+      run with the epoch saved).
 
   Returns:
     The contents of ``summary.json``.
@@ -500,6 +505,7 @@ def train_and_evaluate(
 
   extra_callbacks = robust_accuracy_callbacks(config, model, input_key, splits, task)
   extra_callbacks += diagnostics_callbacks(config, apply_fn, loss_fn, tx, input_key, splits)
+  extra_callbacks += list(callbacks)
   with run_plan.start(primary) as workdir, preemption.SignalGuard() as guard:
     distributed.barrier("jdl_workdir_ready")
     result, early, board = _train(config, workdir, resume=run_plan.mode == workdir_lib.RESUME, primary=primary,

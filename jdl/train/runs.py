@@ -116,13 +116,15 @@ class TrainedRun:
     ``config.metrics``), computed by the evaluation ``jdl train`` ran: an old run's ``summary.json`` test
     figures come out the same. Keys are ``<split>_loss``, ``<split>_accuracy``, ``<split>_<spec>``."""
     import jdl.metrics  # pylint: disable=g-import-not-at-top
-    from jdl.train import experiment, loop  # pylint: disable=g-import-not-at-top
+    from jdl.train import experiment, loop, parallel  # pylint: disable=g-import-not-at-top
 
     arrays = self.split(split)
     specs = None if metrics is None else jdl.metrics.parse_specs(tuple(metrics))
-    eval_step = experiment.build_eval_step(self.config, self.info, self.model, specs)
-    evaluator = loop.Evaluator(eval_step, batch_size or int(self.config.data.eval_batch_size), "single")
-    return evaluator(self.state, arrays, prefix=f"{split}_")
+    # The run's own strategy: the same batches over the same devices, summed in the same order.
+    strategy = parallel.from_config(self.config)
+    eval_step = experiment.build_eval_step(self.config, self.info, self.model, specs, axis_name=strategy.axis_name)
+    evaluator = loop.Evaluator(eval_step, batch_size or int(self.config.data.eval_batch_size), strategy)
+    return evaluator(strategy.place_state(self.state), arrays, prefix=f"{split}_")
 
   def logits_fn(self):
     """``x -> logits``, the function ``jdl.attacks`` and ``jax.grad`` take (pure; the weights are closed over)."""

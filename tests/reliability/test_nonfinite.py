@@ -55,6 +55,7 @@ def _config(policy, **overrides):
   config.data.name = "digits"
   config.data.transform = "one_huge_example_for_tests"
   config.data.batch_size = BATCH
+  config.data.train_split, config.data.eval_split = "train", "test"  # the whole train split; eval is test
   config.model.name = "mlp"
   config.model.options.hidden = (16,)
   config.optimizer.name = "sgd"
