@@ -20,6 +20,7 @@ _SUBMODULES = (
     "cli",
     "config",
     "data",
+    "ensemble",
     "losses",
     "metrics",
     "models",

@@ -12,6 +12,7 @@
     jdl predict RUN_DIR FILE [FILE ...] [--json]
     jdl compare RUN_DIR RUN_DIR ... [--metric eval_accuracy] [--out DIR]
     jdl tune EXPERIMENT --space SPACE --trials N [--workdir DIR] [--resume | --overwrite] [--jobs J] [...]
+    jdl ensemble RUN_DIR RUN_DIR ... [--split test]
     jdl quantize RUN_DIR [--method ptq-static|ptq-dynamic] [--calibration-batches 8] [--keep-float LAYER,...]
     jdl export RUN_DIR [--int8]
 
@@ -240,6 +241,26 @@ def _cmd_tune(args: argparse.Namespace, extra: Sequence[str]) -> int:
   return 0
 
 
+def _cmd_ensemble(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  if extra:
+    raise ValueError(f"unrecognised arguments: {' '.join(extra)}")
+  if args.split not in ("train", "eval", "test"):
+    raise ValueError(f"--split: expected train, eval or test, got {args.split!r}")
+  from jdl import ensemble  # pylint: disable=g-import-not-at-top
+
+  out = ensemble.combine_runs(args.run_dir, split=args.split)
+  p = f"{args.split}_"
+  print(f"{len(out['runs'])} runs on the {args.split} split")
+  for run, accuracy in zip(out["runs"], out[f"{p}member_accuracy"]):
+    print(f"  {run}: accuracy={accuracy:.4f}")
+  print(f"ensemble (mean of probabilities): accuracy={out[p + 'accuracy']:.4f}; majority vote: "
+        f"{out[p + 'vote_accuracy']:.4f}; best member: {out[p + 'best_member_accuracy']:.4f}; "
+        f"disagreement: {out[p + 'disagreement']:.4f}")
+  print("accuracy of the first k runs: " + ", ".join(f"k={k + 1}: {a:.4f}" for k, a in
+                                                    enumerate(out["accuracy_by_size"])))
+  return 0
+
+
 def _cmd_eval(args: argparse.Namespace, extra: Sequence[str]) -> int:
   if extra:
     raise ValueError(f"unrecognised arguments: {' '.join(extra)}")
@@ -415,6 +436,14 @@ def build_parser() -> argparse.ArgumentParser:
   compare.add_argument("--metric", default="eval_accuracy", help="the logged key to rank by (default eval_accuracy)")
   compare.add_argument("--out", default=".", help="directory for compare.md and compare.png (default: here)")
   compare.set_defaults(fn=_cmd_compare)
+
+  ens = sub.add_parser("ensemble", help="separately trained runs combined: the mean of their probabilities",
+                       description="Combines `jdl train` runs of one dataset into an ensemble: its accuracy (mean of "
+                                   "the runs' probabilities), the majority vote's, each run's, their disagreement, and "
+                                   "the accuracy of the first k runs for each k.")
+  ens.add_argument("run_dir", nargs="+", help="the --workdir of two or more `jdl train` runs")
+  ens.add_argument("--split", default="test", help="train, eval or test (default test)")
+  ens.set_defaults(fn=_cmd_ensemble)
 
   tune = sub.add_parser(
       "tune", help="hyperparameter search on Optuna (TPE, random, grid, QMC; pruning; a study database)",

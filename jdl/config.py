@@ -124,6 +124,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.diagnostics.examples = 256
   c.diagnostics.every = 1
 
+  # An ensemble trained in one program (docs/ensembles.md): `members` copies of the model
+  # with their own initialisations and dropout, vmapped in one compiled step; evaluated as
+  # the mean of their probabilities, with each member's accuracy, the majority vote and their
+  # disagreement logged. learning_rates: () for the optimizer's, or one per member.
+  c.ensemble = ml_collections.ConfigDict()
+  c.ensemble.members = 1
+  c.ensemble.learning_rates = ()
+
   # Quantization-aware training (docs/quantization.md): every Dense and Conv runs with
   # int8 fake quantization (straight-through gradients); `jdl quantize` converts the run.
   c.quantization = ml_collections.ConfigDict()

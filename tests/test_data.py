@@ -724,3 +724,26 @@ def test_files_of_another_dataset_are_recognized(tmp_path, monkeypatch, tiny_fas
   monkeypatch.setenv("JDL_DATA_DIR", str(tmp_path / "raw" / "fashion_mnist"))  # mnist would take these from the root
   with pytest.raises(ValueError, match=r"mnist: .*train-images-idx3-ubyte.gz does not match .* it is a file of fashion_mnist"):
     data.load("mnist")
+
+
+def test_overlap_counts_the_examples_two_split_strings_share():
+  sizes = {"train": 60000, "test": 10000}
+  assert splits.overlap("train[:90%]", "train[90%:]", sizes) == 0  # jdl's default: disjoint
+  assert splits.overlap("train", "train[90%:]", sizes) == 6000
+  assert splits.overlap("train[:3000]", "train[90%:]", sizes) == 0
+  assert splits.overlap("train[-100:]+test[:10]", "test+train[59950:]", sizes) == 60
+  assert splits.overlap("train", "test", sizes) == 0
+
+
+def test_a_validation_split_inside_the_training_data_is_noted(monkeypatch, tmp_path, capsys):
+  from jdl import config as config_lib  # pylint: disable=g-import-not-at-top
+  from jdl.train import experiment  # pylint: disable=g-import-not-at-top
+
+  config = config_lib.load_experiment("breast_cancer_bce")
+  config.data.train_split = "train"
+  experiment.load_splits(config)
+  assert ("data.eval_split='train[90%:]' shares 46 examples with data.train_split='train': its eval_* figures "
+          "include examples the network trains on") in capsys.readouterr().err
+  config.data.train_split = "train[:90%]"
+  experiment.load_splits(config)
+  assert "shares" not in capsys.readouterr().err

@@ -127,3 +127,18 @@ def needed_splits(spec: str) -> list[str]:
     if s.split not in names:
       names.append(s.split)
   return names
+
+
+def overlap(a: str, b: str, sizes: Mapping[str, int]) -> int:
+  """How many examples the split strings ``a`` and ``b`` both select, for whole splits of ``sizes``
+  (``{"train": 60000, ...}``); splits missing from ``sizes`` count as disjoint."""
+  def ranges(spec: str) -> list[tuple[str, int, int]]:
+    return [(s.split, *s.bounds(sizes[s.split])) for s in parse(spec) if s.split in sizes]
+
+  shared = 0
+  for name_a, start_a, stop_a in ranges(a):
+    for name_b, start_b, stop_b in ranges(b):
+      if name_a == name_b:
+        shared += max(0, min(stop_a, stop_b) - max(start_a, start_b))
+  return shared
+

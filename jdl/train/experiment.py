@@ -136,7 +136,27 @@ def load_splits(config: ml_collections.ConfigDict) -> tuple[dict[str, dict[str, 
           cache[split] = data.load(config.data.name, split)
         out[role] = cache[split]
     distributed.barrier(f"jdl_data_{turn}")
+  _note_overlaps(config, info)
   return out, info
+
+
+def _note_overlaps(config: ml_collections.ConfigDict, info: Any) -> None:
+  """A note when the eval or test split shares examples with the train split (its figures then flatter)."""
+  from jdl.data import splits as splits_lib  # pylint: disable=g-import-not-at-top
+
+  train = config.data.get("train_split")
+  for role in ("eval", "test"):
+    other = config.data.get(f"{role}_split")
+    if not (train and other and distributed.is_primary()):
+      continue
+    try:
+      shared = splits_lib.overlap(train, other, dict(info.splits))
+    except ValueError:
+      continue  # out of the canonical sizes (a smaller local copy): the loaders have said what they found
+    if shared:
+      workdir_lib.note(f"data.{role}_split={other!r} shares {shared} examples with data.train_split={train!r}: "
+                       f"its {role}_* figures include examples the network trains on (the default validates on "
+                       "train[90%:] and trains on train[:90%])")
 
 
 def build_loss(config: ml_collections.ConfigDict) -> jdl.losses.LossFn:
@@ -267,6 +287,19 @@ def robust_accuracy_callbacks(config: ml_collections.ConfigDict, model: Any, inp
                                        clip=(0.0, 1.0) if images else None, seed=config.seed)]
 
 
+def ensemble_callbacks(config: ml_collections.ConfigDict, model: Any, input_key: str,
+                       splits: Mapping[str, Mapping[str, np.ndarray]]) -> list[Any]:
+  """An ensemble's per-member figures: every epoch on the eval split, and on the test split at the end."""
+  from jdl import ensemble as ensemble_lib  # pylint: disable=g-import-not-at-top
+
+  def scaled(arrays):
+    return np.asarray(step.scale_images({input_key: jnp.asarray(arrays[input_key])}, input_key)[input_key])
+
+  arrays = splits.get("eval")
+  x, labels = (scaled(arrays), np.asarray(arrays["label"])) if arrays is not None else (None, None)
+  return [ensemble_lib.EnsembleFigures(model.apply, x, labels, int(config.data.eval_batch_size), scale=scaled)]
+
+
 def training_apply(config: ml_collections.ConfigDict, model: Any) -> Any:
   """The ``apply`` the steps call: ``model.apply``, fake-quantized under quantization-aware training."""
   if config.get("quantization") and config.quantization.get("enabled"):
@@ -382,10 +415,18 @@ def build_model_and_state(config: ml_collections.ConfigDict, info: Any,
     model = jdl.models.create(config.model.name, num_classes=model_outputs(config, info), **model_options)
   except (TypeError, ValueError) as e:
     raise type(e)(f"model.options: {e}") from None
+  from jdl import ensemble as ensemble_lib  # pylint: disable=g-import-not-at-top
+
+  members = ensemble_lib.check(config, resolve_task(config, info))
+  if members > 1:
+    model = ensemble_lib.Ensemble(member=model, members=members)
   batch_size = config.data.batch_size
   pipeline.check_batch_size(pipeline.num_examples(train_data), batch_size, "data.batch_size")
   steps_per_epoch = pipeline.steps_per_epoch(pipeline.num_examples(train_data), batch_size)
   tx = build_optimizer(config, total_steps=steps_per_epoch * config.epochs)
+  if members > 1:
+    tx = ensemble_lib.ensemble_optimizer(tx, members, config.optimizer.learning_rate,
+                                         tuple(config.ensemble.get("learning_rates", ()) or ()))
   if config.get("nonfinite", "raise") == "skip":
     tx = jdl.optim.skip_nonfinite(tx, config.get("nonfinite_max_skips", 10))
   input_key = info.input_key
@@ -465,12 +506,16 @@ def train_and_evaluate(
   input_key = info.input_key
 
   task = resolve_task(config, info)
+  from jdl import ensemble as ensemble_lib  # pylint: disable=g-import-not-at-top
+
+  members = ensemble_lib.check(config, task)
   check_data(config, splits, input_key, task, model_outputs(config, info))
   model, tx, state = build_model_and_state(config, info, train_data)
   loss_fn = build_loss(config)
   # Placed before any restore: the checkpoint is read straight into this strategy's shardings.
   state = strategy.place_state(state)
   example_metrics = step.example_metrics_for(task)
+  train_example_metrics = example_metrics if members == 1 else ensemble_lib.member_metrics(example_metrics)
   names = ["loss", *(["accuracy"] if example_metrics is not step.no_metrics else [])]
   names += [f"loss/{head}" for head in (config.get("losses") or {})]  # a dict of losses logs each head's
   logged = {f"train_{k}" for k in names}
@@ -495,9 +540,15 @@ def train_and_evaluate(
   train_loss_fn = loss_fn
   if any(name in ("mixup", "cutmix") for name, _ in augment.parse(spec)):
     train_loss_fn = augment.mixed_loss(loss_fn)
+  if members > 1:
+    # Each member's own loss; the mean's gradient is scaled back by K in the optimizer, and so is the penalty.
+    train_loss_fn = ensemble_lib.member_loss(train_loss_fn)
+    if regularizer is not None:
+      member_penalty = regularizer
+      regularizer = lambda params: member_penalty(params) / members  # noqa: E731
   train_step = step.make_train_step(apply_fn=apply_fn, loss_fn=train_loss_fn, tx=tx, input_key=input_key,
                                     regularizer=regularizer,
-                                    example_metrics=example_metrics, axis_name=strategy.axis_name,
+                                    example_metrics=train_example_metrics, axis_name=strategy.axis_name,
                                     precision=precision, micro_batches=micro_batches,
                                     batch_transforms=(*augmentations, *adversarial_transforms(
                                         config, model, input_key, task, train_data[input_key].dtype == np.uint8)))
@@ -505,7 +556,8 @@ def train_and_evaluate(
 
   extra_callbacks = robust_accuracy_callbacks(config, model, input_key, splits, task)
   extra_callbacks += diagnostics_callbacks(config, apply_fn, loss_fn, tx, input_key, splits)
-  extra_callbacks += list(callbacks)
+  figures = ensemble_callbacks(config, model, input_key, splits) if members > 1 else []
+  extra_callbacks += figures + list(callbacks)
   with run_plan.start(primary) as workdir, preemption.SignalGuard() as guard:
     distributed.barrier("jdl_workdir_ready")
     result, early, board = _train(config, workdir, resume=run_plan.mode == workdir_lib.RESUME, primary=primary,
@@ -514,7 +566,7 @@ def train_and_evaluate(
                            progress=progress,
                            on_device=on_device, interrupt=guard.requested, extra_callbacks=extra_callbacks)
     summary = _finish(config, workdir, result, early, board=board, splits=splits, eval_step=eval_step, strategy=strategy,
-                      primary=primary, data_seconds=data_seconds, wall_start=wall_start,
+                      primary=primary, data_seconds=data_seconds, wall_start=wall_start, test_figures=figures,
                       engine={"data_on_device": result.data_on_device,
                               "conv": "jdl_cpu" if conv_lib.use_canonical_path() else "lax",
                               "compilation_cache": str(cache_dir) if cache_dir else None})
@@ -641,7 +693,7 @@ def _train(config, workdir, *, resume, primary, state, train_step, eval_step, sp
 
 
 def _finish(config, workdir, result, early, *, board=None, splits, eval_step, strategy, primary, data_seconds, wall_start,
-            engine):
+            engine, test_figures=()):
   """Evaluates on the test split and writes summary.json and the curves."""
   # Throughput and training time of the whole run, every resumed part included.
   history = result.history
@@ -674,6 +726,8 @@ def _finish(config, workdir, result, early, *, board=None, splits, eval_step, st
     t = time.perf_counter()
     evaluator = loop.Evaluator(eval_step, config.data.eval_batch_size, strategy)
     summary.update(evaluator(result.state, splits["test"], prefix="test_"))
+    for figures in test_figures:  # an ensemble's members, vote and disagreement on the test split
+      summary.update(figures.test(result.state, splits["test"]))
     summary["test_seconds"] = time.perf_counter() - t
   summary["wall_seconds"] = time.perf_counter() - wall_start
   summary["config"] = config_lib.to_dict(config)
