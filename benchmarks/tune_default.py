@@ -38,10 +38,12 @@ def _trials(workdir):
 
   from jdl import tune  # pylint: disable=g-import-not-at-top
 
-  storage = tune.open_storage(f"sqlite:///{workdir / tune.STUDY_DB}", heartbeat=False)
+  if not (workdir / tune.STUDY_DB).is_file():
+    return []
   try:
+    storage = tune.open_storage(f"sqlite:///{workdir / tune.STUDY_DB}", heartbeat=False)
     return optuna.load_study(study_name="mlp_fashion_mnist", storage=storage).get_trials()
-  except KeyError:
+  except (KeyError, ValueError):  # the study is not created yet
     return []
 
 

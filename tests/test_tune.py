@@ -105,6 +105,9 @@ def test_a_study_is_never_overwritten_and_resumes_only_as_it_was_started(tiny_da
     tune.tune("mlp_fashion_mnist", str(space_file), trials=1, workdir=workdir, overrides=SMALL)
   with pytest.raises(ValueError, match=r"--resume: the study was started with other settings; space: .*learning_rate"):
     tune.tune("mlp_fashion_mnist", "learning_rate", trials=2, workdir=workdir, overrides=SMALL, resume=True)
+  with pytest.raises(ValueError, match=r"metric: 'eval_accuracy' \(stored\) vs 'eval_loss'"):
+    tune.tune("mlp_fashion_mnist", str(space_file), trials=2, workdir=workdir, overrides=SMALL, resume=True,
+              metric="eval_loss")
   assert (workdir / "study.db").read_bytes() == before
   with pytest.raises(ValueError, match="--resume: no study 'mlp_fashion_mnist'"):
     tune.tune("mlp_fashion_mnist", str(space_file), trials=1, workdir=tmp_path / "other", overrides=SMALL, resume=True)

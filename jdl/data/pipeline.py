@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -41,6 +42,20 @@ def num_examples(arrays: Arrays) -> int:
 
 def nbytes(arrays: Arrays) -> int:
   return int(sum(np.asarray(v).nbytes for v in arrays.values()))
+
+
+def fingerprint(arrays: Arrays) -> dict[str, Any]:
+  """What identifies a split's contents: ``{"examples": N, "sha256": hex}`` of every array's dtype, shape and
+  bytes, keys in sorted order. Two loads of the same data give the same fingerprint; any changed example,
+  label, order or dtype gives another."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+
+  digest = hashlib.sha256()
+  for key in sorted(arrays):
+    value = np.ascontiguousarray(arrays[key])
+    digest.update(f"{key}:{value.dtype.str}:{value.shape};".encode())
+    digest.update(memoryview(value).cast("B"))
+  return {"examples": num_examples(arrays), "sha256": digest.hexdigest()}
 
 
 def fits_on_device(arrays: Arrays, limit_bytes: int = DEFAULT_DEVICE_BYTES_LIMIT) -> bool:

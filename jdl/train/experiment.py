@@ -39,6 +39,7 @@ import numpy as np
 import jdl
 from jdl import config as config_lib
 from jdl.nn import conv as conv_lib
+from jdl.data import pipeline
 from jdl.train import callbacks as callbacks_lib
 from jdl.train import distributed, loop, parallel, preemption, step
 from jdl.train import workdir as workdir_lib
@@ -558,8 +559,11 @@ def train_and_evaluate(
   extra_callbacks += diagnostics_callbacks(config, apply_fn, loss_fn, tx, input_key, splits)
   figures = ensemble_callbacks(config, model, input_key, splits) if members > 1 else []
   extra_callbacks += figures + list(callbacks)
+  fingerprints = {role: pipeline.fingerprint(arrays) for role, arrays in splits.items()}
   with run_plan.start(primary) as workdir, preemption.SignalGuard() as guard:
     distributed.barrier("jdl_workdir_ready")
+    _check_data_fingerprint(workdir, fingerprints, config, resume=run_plan.mode == workdir_lib.RESUME,
+                            primary=primary)
     result, early, board = _train(config, workdir, resume=run_plan.mode == workdir_lib.RESUME, primary=primary,
                            state=state, train_step=train_step, eval_step=eval_step, splits=splits,
                            strategy=strategy, checkpoint_monitor=checkpoint_monitor, early_monitor=early_monitor,
@@ -571,6 +575,31 @@ def train_and_evaluate(
                               "conv": "jdl_cpu" if conv_lib.use_canonical_path() else "lax",
                               "compilation_cache": str(cache_dir) if cache_dir else None})
     return summary
+
+
+_ROLES = ("train", "eval", "test")
+
+
+def _check_data_fingerprint(workdir: pathlib.Path, fingerprints: Mapping[str, Any], config: ml_collections.ConfigDict,
+                            *, resume: bool, primary: bool) -> None:
+  """Writes ``data.json`` (the fingerprint of each split) for a new run; a resumed run must find the same data."""
+  path = workdir / workdir_lib.DATA
+  record = {"dataset": config.data.name, **{f"{role}_split": config.data.get(f"{role}_split") for role in fingerprints},
+            "splits": dict(fingerprints)}
+  stored = workdir_lib.read_json(path, "the fingerprint of the run's data") if resume else None
+  if stored is not None:
+    changed = [f"{role} ({config.data.get(f'{role}_split')!r}: {old.get('examples')} examples, sha256 "
+               f"{str(old.get('sha256'))[:12]}… then, {fingerprints[role]['examples']} examples, sha256 "
+               f"{fingerprints[role]['sha256'][:12]}… now)"
+               for role, old in sorted(stored.get("splits", {}).items(), key=lambda kv: _ROLES.index(kv[0]))
+               if role in fingerprints and old != fingerprints[role]]
+    if changed:
+      raise ValueError(f"--resume: the data of the run in {workdir} has changed since it started: "
+                       + "; ".join(changed) + ". Resume with the data it started on (JDL_DATA_DIR, the dataset's "
+                       "files), or start a new run")
+    return
+  if primary:
+    workdir_lib.write_json(path, record)
 
 
 def _restore(checkpointer, state, workdir, primary):

@@ -47,8 +47,9 @@ LOCK = "run.lock"
 CHECKPOINTS = "checkpoints"
 INTERRUPTED = "interrupted"  # the checkpoint of an epoch cut short by SIGTERM / Ctrl-C
 EXPERIMENT = "experiment.py"  # a copy of the experiment file the run was started from
+DATA = "data.json"  # the fingerprint of the data the run was started on (jdl.data.fingerprint)
 # What jdl itself writes into a workdir (anything else makes it someone else's directory).
-RUN_FILES = (CONFIG, SUMMARY, METRICS, LOCK, CHECKPOINTS, INTERRUPTED, EXPERIMENT, "curves.png", "tensorboard",
+RUN_FILES = (CONFIG, SUMMARY, METRICS, LOCK, CHECKPOINTS, INTERRUPTED, EXPERIMENT, DATA, "curves.png", "tensorboard",
              # written later into a run by jdl attack, visualize, quantize and export
              "attack.json", "attack.png", "visualize.json", "ideal.png", "saliency.png", "filters.png",
              "confusion.png", "errors.png", "diagnostics.png", "quantized", "quantize.json", "export")

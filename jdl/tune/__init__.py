@@ -410,7 +410,10 @@ def tune(experiment: str, space: str | Callable[..., Any], *, trials: int, workd
       shutil.rmtree(workdir / TRIALS, ignore_errors=True)
       for name in (TABLE, BEST, "history.png", "importances.png", "intermediate.png"):
         (workdir / name).unlink(missing_ok=True)
-    study = optuna.create_study(study_name=study_name, storage=rdb, direction=direction, load_if_exists=True)
+    if resume:
+      study = optuna.load_study(study_name=study_name, storage=rdb)
+    else:
+      study = optuna.create_study(study_name=study_name, storage=rdb, direction=direction)
     if resume:
       stored = {k: study.user_attrs.get(k) for k in settings}
       changed = [f"{k}: {stored[k]!r} (stored) vs {settings[k]!r}" for k in settings if stored[k] != settings[k]]

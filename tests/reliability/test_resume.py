@@ -247,3 +247,30 @@ def test_a_run_from_before_a_new_config_field_still_resumes(tiny_data, tmp_path,
   (tmp_path / "run" / "config.json").write_text(json.dumps(config))
   assert _resume(tmp_path / "run") == 0
   assert _summary(tmp_path / "run")["epochs_completed"] == 2
+
+
+def test_a_run_records_its_data_and_refuses_to_resume_on_other_data(tiny_data, tmp_path, monkeypatch, capsys):
+  run = tmp_path / "run"
+  assert _train(run, "--config.epochs=1") == 0
+  recorded = json.loads((run / "data.json").read_text())
+  assert recorded["dataset"] == "fashion_mnist" and recorded["train_split"] == "train[:90%]"
+  assert recorded["splits"]["train"]["examples"] == 576 and recorded["splits"]["test"]["examples"] == 230
+  assert _train(run, "--config.epochs=2", resume=True) == 0  # the same data: resumes
+  # The dataset's files replaced by others (same sizes, other pixels): the run does not continue on them.
+  from conftest import _tiny_images  # pylint: disable=g-import-not-at-top
+  from jdl.data import write_idx  # pylint: disable=g-import-not-at-top
+
+  other = tmp_path / "other_raw"
+  other.mkdir()
+  for prefix, n, seed in (("train", 640, 5), ("t10k", 230, 6)):
+    images, labels = _tiny_images(n, seed)
+    write_idx(other / f"{prefix}-images-idx3-ubyte.gz", images)
+    write_idx(other / f"{prefix}-labels-idx1-ubyte.gz", labels)
+  monkeypatch.setenv("JDL_DATA_DIR", str(other))
+  monkeypatch.setenv("JDL_TFDS_DIR", str(tmp_path / "other_tfds"))
+  before = (run / "metrics.jsonl").read_text()
+  capsys.readouterr()
+  assert _train(run, "--config.epochs=3", resume=True) == 2
+  err = capsys.readouterr().err
+  assert "--resume: the data of the run in" in err and "has changed since it started: train ('train[:90%]': 576" in err, err
+  assert (run / "metrics.jsonl").read_text() == before
