@@ -174,15 +174,15 @@ def test_a_killed_search_with_two_workers_resumes_without_repeating_finished_tri
   command = [sys.executable, "-m", "jdl.cli", "tune", "mlp_fashion_mnist", "--space", str(space_file),
              "--trials", "4", "--jobs", "2", "--workdir", str(workdir), "--sampler", "random", "--pruner", "none",
              *overrides]
-  process = subprocess.Popen(command, env=os.environ, start_new_session=True, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE)
-  deadline = time.monotonic() + 240
-  while not _complete(workdir):  # a trial finished
-    assert process.poll() is None, process.stderr.read().decode()
-    assert time.monotonic() < deadline
-    time.sleep(0.1)
-  os.killpg(process.pid, signal.SIGKILL)  # the parent and both workers, as a killed job
-  process.wait()
+  with subprocess.Popen(command, env=os.environ, start_new_session=True, stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE) as process:
+    deadline = time.monotonic() + 240
+    while not _complete(workdir):  # a trial finished
+      assert process.poll() is None, process.stderr.read().decode()
+      assert time.monotonic() < deadline
+      time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)  # the parent and both workers, as a killed job
+    process.wait()
   states = optuna.trial.TrialState
   killed = _trials(workdir)
   finished = {t.number: (t.value, (workdir / "trials" / f"{t.number:04d}" / "summary.json").stat().st_mtime_ns)

@@ -262,6 +262,7 @@ def _objective(job: Job, space: Space) -> Callable[[Any], float]:
   workdir = pathlib.Path(job.workdir)
 
   def objective(trial: Any) -> float:
+    trial.set_user_attr("workdir", str(workdir))  # first: a trial killed from here on is known to be this one's
     config = _base_config(job)
     config.progress = "false"
     before = _flat(config)
@@ -278,7 +279,6 @@ def _objective(job: Job, space: Space) -> Callable[[Any], float]:
     after = _flat(config)
     changes = {k: v for k, v in after.items() if before.get(k, "<absent>") != v and k != "progress"}
     run_dir = workdir / TRIALS / f"{trial.number:04d}"
-    trial.set_user_attr("workdir", str(workdir))
     trial.set_user_attr("run", str(run_dir))
     trial.set_user_attr("changes", changes)
     pruning = _Pruning(trial, job.metric)
@@ -328,13 +328,14 @@ def _grid_done(study: Any, grid: Mapping[str, Sequence[Any]]) -> bool:
   return len([t for t in study.get_trials(deepcopy=False) if t.state != states.FAIL]) >= points
 
 
-def _fail_interrupted(study: Any, workdir: pathlib.Path) -> int:
+def _fail_interrupted(study: Any, workdir: pathlib.Path, *, local: bool) -> int:
   """Marks this workdir's trials still 'running' as failed (interrupted): the workdir's lock is ours, so
-  the process that ran them is gone."""
+  the process that ran them is gone. In the workdir's own database (``local``) every running trial is ours,
+  those killed before they recorded their workdir included."""
   states = _optuna().trial.TrialState
   n = 0
   for t in study.get_trials(deepcopy=False, states=(states.RUNNING,)):
-    if t.user_attrs.get("workdir") == str(workdir):
+    if t.user_attrs.get("workdir") == str(workdir) or (local and "workdir" not in t.user_attrs):
       study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)  # pylint: disable=protected-access
       study._storage.set_trial_state_values(t._trial_id, states.FAIL)  # pylint: disable=protected-access
       n += 1
@@ -420,7 +421,7 @@ def tune(experiment: str, space: str | Callable[..., Any], *, trials: int, workd
       if changed:
         raise ValueError("--resume: the study was started with other settings; " + "; ".join(changed)
                          + " (start a new study in another workdir, or --overwrite)")
-      interrupted = _fail_interrupted(study, workdir)
+      interrupted = _fail_interrupted(study, workdir, local=storage == f"sqlite:///{workdir / STUDY_DB}")
       done = _counted(study)
       print(f"jdl tune: resuming the study {study_name!r}: {done} of {trials} trials counted"
             + (f", {interrupted} cut short (failed, to be drawn again)" if interrupted else ""), flush=True)
