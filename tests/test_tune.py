@@ -199,3 +199,13 @@ def test_a_killed_search_with_two_workers_resumes_without_repeating_finished_tri
     assert after[number].state == states.FAIL and after[number].user_attrs["interrupted"]
   assert len([t for t in after if t.state == states.COMPLETE]) == 4
   assert len(after) == 4 + len(running)
+
+
+def test_figures_are_skipped_with_a_note_when_optuna_cannot_draw_them(tmp_path, capsys):
+  study = optuna.create_study(direction="maximize")
+  for x in (0.1, 0.5, 0.9):  # every trial scores the same: fANOVA has no variance to split
+    study.add_trial(optuna.trial.create_trial(params={"x": x}, value=0.5,
+                                              distributions={"x": optuna.distributions.FloatDistribution(0, 1)}))
+  written = tune.plots(study, tmp_path)
+  assert set(written) == {"history"} and (tmp_path / "history.png").is_file()
+  assert "jdl tune: no importances.png:" in capsys.readouterr().out

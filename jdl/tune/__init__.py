@@ -587,7 +587,12 @@ def plots(study: Any, workdir: pathlib.Path) -> dict[str, pathlib.Path]:
       continue
     with warnings.catch_warnings():
       warnings.simplefilter("ignore")
-      ax = draw()
+      try:
+        ax = draw()
+      except (RuntimeError, ValueError) as e:  # e.g. fANOVA when every complete trial scored the same
+        print(f"jdl tune: no {name}.png: {str(e).splitlines()[0] if str(e) else type(e).__name__}", flush=True)
+        plt.close("all")
+        continue
     figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
     figure.set_size_inches(7, 4.5)
     figure.tight_layout()

@@ -1,0 +1,50 @@
+"""Every Python code block of README.md and docs/*.md runs, page by page, as a reader would paste them.
+
+The blocks of a page run in order in one namespace (a page reads as one session), in a fresh
+directory where ``runs/cnn`` is a small trained `cnn_fashion_mnist` run (quantized and exported, as
+the pages' shell commands leave it) and Fashion-MNIST is the tests' tiny copy.
+"""
+
+import pathlib
+import re
+
+import pytest
+
+from jdl import cli
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PAGES = [p for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+         if "```python" in p.read_text()]
+BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+
+
+def blocks(page):
+  return BLOCK.findall(page.read_text())
+
+
+@pytest.fixture(scope="module")
+def workspace(tiny_dirs, tmp_path_factory):
+  from conftest import use_tiny_data  # pylint: disable=g-import-not-at-top
+
+  where = tmp_path_factory.mktemp("docs")
+  with pytest.MonkeyPatch.context() as patch:
+    use_tiny_data(tiny_dirs, patch)
+    patch.chdir(where)
+    small = ["--config.epochs=1", "--config.model.options.features=(4, 8)", "--config.micro_batches=1",
+             "--config.progress=false", "--config.data.eval_batch_size=100", "--config.data.batch_size=32",
+             "--config.optimizer.schedule.warmup_steps=2"]
+    assert cli.main(["train", "cnn_fashion_mnist", "--workdir", "runs/cnn", *small]) == 0
+    yield where, patch
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_the_python_blocks_of_a_page_run(workspace, page):
+  where, patch = workspace
+  if page.name == "quantization.md" and not (where / "runs/cnn/export").exists():  # its shell commands, first
+    assert cli.main(["quantize", "runs/cnn", "--calibration-batches", "2", "--no-speed"]) == 0
+    assert cli.main(["export", "runs/cnn", "--int8"]) == 0
+  namespace = {"__name__": f"docs_{page.stem}"}
+  found = blocks(page)
+  assert found
+  for i, code in enumerate(found):
+    exec(compile(code, f"{page.relative_to(ROOT)} block {i}", "exec"), namespace)  # pylint: disable=exec-used
