@@ -46,7 +46,8 @@ def run_one(experiment: str, seed: int, overrides: list[tuple[str, str]], root: 
   config_lib.apply_overrides(config, [*overrides, ("seed", str(seed)), ("progress", "false")])
   workdir = root / f"seed{seed}"
   finished = (workdir / "summary.json").is_file()
-  summary = experiment_lib.train_and_evaluate(config, workdir, resume=finished, overwrite=not finished)
+  summary = experiment_lib.train_and_evaluate(config, workdir, resume=finished,
+                                              overwrite=not finished and workdir.exists())
   keep = {k: v for k, v in summary.items() if k.startswith("test_") and isinstance(v, (int, float))
           and not isinstance(v, bool) and k != "test_seconds"}
   return {"seed": seed, **keep, "train_seconds": summary.get("train_seconds"),
@@ -83,10 +84,11 @@ def table(results: dict[str, Any]) -> str:
     acc_text = f"{acc['mean']:.4f} ± {acc['std']:.4f} ({acc['min']:.4f} – {acc['max']:.4f})" if acc else "–"
     others = ", ".join(f"{k[len('test_'):]} {v['mean']:.3f}" for k, v in s.items()
                        if k in KEYS and k not in ("test_accuracy", "test_cultivar/accuracy"))
-    overrides = " ".join(f"{k}={v}" for k, v in entry["overrides"]) or "as shipped"
+    overrides = " ".join(f"`{k}={v}`" for k, v in entry["overrides"])
+    variant = f"{entry['variant']} ({overrides})" if overrides else entry["variant"]
     seconds = entry.get("train_seconds_median")
     seconds_text = f"{seconds:.1f}" if seconds else "–"
-    rows.append(f"| `{entry['experiment']}` | {entry['variant']} ({overrides}) | {len(entry['seeds'])} | {acc_text} "
+    rows.append(f"| `{entry['experiment']}` | {variant} | {len(entry['seeds'])} | {acc_text} "
                 f"| {others} | {seconds_text} |")
   return "\n".join(rows) + "\n"
 
@@ -99,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--runs", default="runs/recipes", help="where the runs are kept (default runs/recipes)")
   parser.add_argument("--json", default=str(RESULTS / "recipes_cpu.json"))
   parser.add_argument("--table", action="store_true", help="only print and write the tables")
+  parser.add_argument("--docs", action="store_true",
+                      help="also replace the table between the recipes markers of docs/results.md")
   args = parser.parse_args(argv)
   path = pathlib.Path(args.json)
   results = json.loads(path.read_text()) if path.is_file() else {}
@@ -114,6 +118,14 @@ def main(argv: list[str] | None = None) -> int:
                                      "`train[:90%]`, validate on `train[90%:]` each epoch, test once at the end. "
                                      f"Machine: {_machine()}.\n\n" + text)
   print(text, end="")
+  if args.docs:
+    page = pathlib.Path(__file__).resolve().parent.parent / "docs" / "results.md"
+    begin, end = "<!-- recipes:begin (benchmarks/recipes.py --docs) -->", "<!-- recipes:end -->"
+    body = page.read_text()
+    if begin not in body or end not in body:
+      raise SystemExit(f"--docs: {page} has no {begin} ... {end} block")
+    head, rest = body.split(begin, 1)
+    page.write_text(head + begin + "\n" + text + end + rest.split(end, 1)[1])
   return 0
 
 

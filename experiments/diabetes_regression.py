@@ -10,9 +10,9 @@ of the train split (35 patients) is the validation split of the eval_* curves.
 
     jdl train diabetes_regression --workdir /tmp/diabetes --config.progress=false
 
-Measured (docs/results.md): test MAE 0.560, RMSE 0.696 (standardized; 43.1
-and 53.5 in the original units), R² 0.518, after 100 epochs (1.2 s of training on the busy
-2-core CPU, seed 0).
+Measured over seeds 0-4 (docs/results.md, benchmarks/results/recipes_cpu.md): test MAE
+0.567, RMSE 0.704 (standardized; 43.6 and 54.2 in the original units), R² 0.506, after
+100 epochs.
 """
 
 from jdl.config import base_config

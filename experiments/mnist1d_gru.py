@@ -15,10 +15,9 @@ both, seed 0).
 
     jdl train mnist1d_gru --config.progress=false
 
-Measured (docs/results.md): test accuracy 0.885 / 0.877 / 0.883 for seeds 0 / 1 / 2
-(mean 0.882), 50-55 s of training each on the busy 2-core CPU. The final
-epochs swing by ±0.02 at this constant learning rate; decaying it (cosine to
-0) did worse: 0.869 / 0.835 / 0.803 (the model is still underfitting).
+Measured over seeds 0-4 (docs/results.md, benchmarks/results/recipes_cpu.md): test accuracy
+0.869 ± 0.031 (0.815-0.885). The final epochs swing by ±0.02 at this constant learning
+rate; a learning rate chosen by `jdl tune` on the validation split does better (docs/results.md).
 """
 
 from jdl.config import base_config

@@ -109,6 +109,10 @@ def test_a_study_is_never_overwritten_and_resumes_only_as_it_was_started(tiny_da
     tune.tune("mlp_fashion_mnist", str(space_file), trials=2, workdir=workdir, overrides=SMALL, resume=True,
               metric="eval_loss")
   assert (workdir / "study.db").read_bytes() == before
+  tune.tune("mlp_fashion_mnist", str(space_file), trials=2, workdir=workdir, overrides=SMALL, resume=True)
+  first, second = _trials(workdir)
+  # A resumed search draws new points (its sampler does not start its random sequence again).
+  assert second.params["optimizer.learning_rate"] != first.params["optimizer.learning_rate"]
   with pytest.raises(ValueError, match="--resume: no study 'mlp_fashion_mnist'"):
     tune.tune("mlp_fashion_mnist", str(space_file), trials=1, workdir=tmp_path / "other", overrides=SMALL, resume=True)
   tune.tune("mlp_fashion_mnist", str(space_file), trials=1, workdir=workdir, overrides=SMALL, overwrite=True,

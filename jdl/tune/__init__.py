@@ -294,7 +294,7 @@ def _objective(job: Job, space: Space) -> Callable[[Any], float]:
     trial.set_user_attr("epochs", len(history))
     trial.set_user_attr("seconds", round(seconds, 2))
     shown = ", ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
-    if pruning.pruned_at is not None:
+    if pruning.pruned_at is not None and len(history) < config.epochs:  # pruned after the last epoch: complete
       print(f"jdl tune: trial {trial.number} pruned after epoch {pruning.pruned_at} ({shown})", flush=True)
       raise optuna.TrialPruned(f"pruned after epoch {pruning.pruned_at}")
     value = float(history[-1][job.metric]) if history and job.metric in history[-1] else float("nan")
@@ -312,14 +312,21 @@ def work(job: Job, worker: int = 0) -> None:
   optuna = _optuna()
   space = load_space(job.space)
   grid = space.grid_for(_base_config(job)) if job.sampler == "grid" else None
-  study = optuna.load_study(study_name=job.study_name, storage=open_storage(job.storage),
-                            sampler=make_sampler(job.sampler, seed=job.seed + worker, grid=grid),
-                            pruner=make_pruner(job.pruner, epochs=_base_config(job).epochs))
+  study = optuna.load_study(study_name=job.study_name, storage=open_storage(job.storage))
+  study.sampler = make_sampler(job.sampler, seed=sampler_seed(job.seed, worker, study), grid=grid)
+  study.pruner = make_pruner(job.pruner, epochs=_base_config(job).epochs)
   objective = _objective(job, space)
   while _counted(study) < job.trials:
     if grid is not None and _grid_done(study, grid):
       break
     study.optimize(objective, n_trials=1, catch=(FloatingPointError,), gc_after_trial=False)
+
+
+def sampler_seed(seed: int, worker: int, study: Any) -> int:
+  """The seed of a worker's sampler: ``--seed``, the worker's number and the trials the study already holds,
+  so a resumed search (whose random start would otherwise begin again from the first draw) and each worker
+  draw new points."""
+  return int(seed) + 100_003 * int(worker) + len(study.get_trials(deepcopy=False))
 
 
 def _grid_done(study: Any, grid: Mapping[str, Sequence[Any]]) -> bool:
@@ -434,7 +441,7 @@ def tune(experiment: str, space: str | Callable[..., Any], *, trials: int, workd
               workdir=str(workdir), storage=storage, study_name=study_name, sampler=sampler, pruner=pruner, seed=seed)
     try:
       if jobs == 1:
-        study.sampler = make_sampler(sampler, seed=seed, grid=grid)
+        study.sampler = make_sampler(sampler, seed=sampler_seed(seed, 0, study), grid=grid)
         study.pruner = make_pruner(pruner, epochs=base.epochs)
         objective = _objective(job, loaded)
         while _counted(study) < trials and not (grid is not None and _grid_done(study, grid)):
