@@ -241,11 +241,15 @@ def _cmd_tune(args: argparse.Namespace, extra: Sequence[str]) -> int:
   return 0
 
 
-def _cmd_ensemble(args: argparse.Namespace, extra: Sequence[str]) -> int:
+def _check_split(args: argparse.Namespace, extra: Sequence[str]) -> None:
   if extra:
     raise ValueError(f"unrecognised arguments: {' '.join(extra)}")
   if args.split not in ("train", "eval", "test"):
     raise ValueError(f"--split: expected train, eval or test, got {args.split!r}")
+
+
+def _cmd_ensemble(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  _check_split(args, extra)
   from jdl import ensemble  # pylint: disable=g-import-not-at-top
 
   out = ensemble.combine_runs(args.run_dir, split=args.split)
@@ -262,10 +266,7 @@ def _cmd_ensemble(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace, extra: Sequence[str]) -> int:
-  if extra:
-    raise ValueError(f"unrecognised arguments: {' '.join(extra)}")
-  if args.split not in ("train", "eval", "test"):
-    raise ValueError(f"--split: expected train, eval or test, got {args.split!r}")
+  _check_split(args, extra)
   import jdl.metrics  # pylint: disable=g-import-not-at-top
   from jdl.train import runs  # pylint: disable=g-import-not-at-top
 
