@@ -174,9 +174,9 @@ def _complete(workdir):
 
 def test_a_killed_search_with_two_workers_resumes_without_repeating_finished_trials(tiny_data, space_file, tmp_path):
   workdir = tmp_path / "study"
-  overrides = [f"--config.{k}={v}" for k, v in SMALL if k != "epochs"] + ["--config.epochs=8"]
+  overrides = [f"--config.{k}={v}" for k, v in SMALL if k != "epochs"] + ["--config.epochs=5"]
   command = [sys.executable, "-m", "jdl.cli", "tune", "mlp_fashion_mnist", "--space", str(space_file),
-             "--trials", "4", "--jobs", "2", "--workdir", str(workdir), "--sampler", "random", "--pruner", "none",
+             "--trials", "3", "--jobs", "2", "--workdir", str(workdir), "--sampler", "random", "--pruner", "none",
              *overrides]
   with subprocess.Popen(command, env=os.environ, start_new_session=True, stdout=subprocess.DEVNULL,
                         stderr=subprocess.PIPE) as process:
@@ -192,8 +192,8 @@ def test_a_killed_search_with_two_workers_resumes_without_repeating_finished_tri
   finished = {t.number: (t.value, (workdir / "trials" / f"{t.number:04d}" / "summary.json").stat().st_mtime_ns)
               for t in killed if t.state == states.COMPLETE}
   running = [t.number for t in killed if t.state == states.RUNNING]
-  assert finished and len(finished) < 4
-  assert cli.main(["tune", "mlp_fashion_mnist", "--space", str(space_file), "--trials", "4", "--workdir", str(workdir),
+  assert finished and len(finished) < 3
+  assert cli.main(["tune", "mlp_fashion_mnist", "--space", str(space_file), "--trials", "3", "--workdir", str(workdir),
                    "--resume", "--sampler", "random", "--pruner", "none", *overrides]) == 0
   after = _trials(workdir)
   for number, (value, mtime) in finished.items():  # kept, not run again
@@ -201,8 +201,8 @@ def test_a_killed_search_with_two_workers_resumes_without_repeating_finished_tri
     assert (workdir / "trials" / f"{number:04d}" / "summary.json").stat().st_mtime_ns == mtime
   for number in running:  # cut short: failed, and drawn again in their place
     assert after[number].state == states.FAIL and after[number].user_attrs["interrupted"]
-  assert len([t for t in after if t.state == states.COMPLETE]) == 4
-  assert len(after) == 4 + len(running)
+  assert len([t for t in after if t.state == states.COMPLETE]) == 3
+  assert len(after) == 3 + len(running)
 
 
 def test_figures_are_skipped_with_a_note_when_optuna_cannot_draw_them(tmp_path, capsys):
