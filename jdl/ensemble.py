@@ -87,6 +87,15 @@ def member_loss(loss_fn: Callable[[Any, Mapping[str, Any]], jax.Array]) -> Calla
   return loss
 
 
+def member_penalty(regularizer: Callable[[Any], jax.Array] | None, members: int) -> Callable[[Any], jax.Array] | None:
+  """The parameter penalty as a share of the members' mean objective: the penalty of the stacked
+  parameters (the sum of the members') over K, so that ``ensemble_optimizer``'s K brings each member
+  its own penalty's gradient."""
+  if regularizer is None:
+    return None
+  return lambda params: regularizer(params) / members
+
+
 def member_metrics(example_metrics: Callable[..., Mapping[str, jax.Array]]) -> Callable[..., Mapping[str, jax.Array]]:
   """The per-step training metrics of the ensemble's prediction (the mean of the members' probabilities)."""
   return lambda outputs_KxBxC, batch: example_metrics(mean_log_probs(outputs_KxBxC), batch)
@@ -200,9 +209,16 @@ def accuracy_by_size(logits_KxNxC: np.ndarray, labels_N: np.ndarray) -> list[flo
   return [float((cumulative[i].argmax(-1) == np.asarray(labels_N)).mean()) for i in range(len(probs))]
 
 
-def member_logits(apply_fn: Callable[..., Any], variables: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
-  """Every member's logits ``[K, N, C]`` on inputs ``x`` (already scaled), batch by batch, one compiled program."""
-  forward = jax.jit(lambda v, xb: apply_fn(v, xb, train=False, per_member=True))
+def member_forward(apply_fn: Callable[..., Any]) -> Callable[..., Any]:
+  """``(variables, x) -> [K, B, C]``, every member's logits, compiled (keep it to call it again)."""
+  return jax.jit(lambda v, xb: apply_fn(v, xb, train=False, per_member=True))
+
+
+def member_logits(apply_fn: Callable[..., Any], variables: Any, x: np.ndarray, batch_size: int,
+                  forward: Callable[..., Any] | None = None) -> np.ndarray:
+  """Every member's logits ``[K, N, C]`` on inputs ``x`` (already scaled), batch by batch, one compiled program
+  (``forward``, from ``member_forward``, to reuse one across calls)."""
+  forward = forward or member_forward(apply_fn)
   n = len(x)
   pad = (-n) % batch_size
   xp = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)]) if pad else x
@@ -220,10 +236,12 @@ class EnsembleFigures(callbacks_lib.Callback):
   def __init__(self, apply_fn: Callable[..., Any], x: np.ndarray | None, labels: np.ndarray | None, batch_size: int,
                scale: Callable[[Mapping[str, np.ndarray]], np.ndarray] | None = None):
     self.apply_fn, self.x, self.labels, self.batch_size, self.scale = apply_fn, x, labels, batch_size, scale
+    self.forward = member_forward(apply_fn)  # compiled once for every epoch and the test split
 
   def _figures(self, state: Any, x: np.ndarray, labels: np.ndarray, prefix: str) -> dict[str, Any]:
     variables = {"params": state.params, **state.model_state}
-    return figures(member_logits(self.apply_fn, variables, x, self.batch_size), labels, prefix=prefix)
+    return figures(member_logits(self.apply_fn, variables, x, self.batch_size, self.forward), labels,
+                   prefix=prefix)
 
   def epoch_metrics(self, run: Any, epoch: int) -> dict[str, float]:
     del epoch

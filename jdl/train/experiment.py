@@ -371,6 +371,22 @@ def model_outputs(config: ml_collections.ConfigDict, info: Any) -> int:
   return config.model.options.get("num_classes", info.num_classes or 1)
 
 
+def logged_keys(config: ml_collections.ConfigDict, task: str, metric_specs: Any = None) -> set[str]:
+  """The per-epoch keys a run of ``config`` logs that a monitor may name: ``train_*`` and, with an eval
+  split, ``eval_*`` (loss, the task's accuracy, each head's loss, ``config.metrics``, robust accuracy)."""
+  if metric_specs is None:
+    metric_specs = jdl.metrics.parse_specs(tuple(config.get("metrics", ()) or ()))
+  names = ["loss", *(["accuracy"] if step.example_metrics_for(task) is not step.no_metrics else [])]
+  names += [f"loss/{head}" for head in (config.get("losses") or {})]  # a dict of losses logs each head's
+  logged = {f"train_{k}" for k in names}
+  if config.data.get("eval_split"):
+    logged |= {f"eval_{k}" for k in names} | {f"eval_{spec.key}" for spec in metric_specs}
+    adv = config.get("adversarial")
+    if adv and adv.get("method") and adv.get("eval_examples", 0):
+      logged.add("eval_robust_accuracy")  # a checkpoint may keep the most robust epoch
+  return logged
+
+
 def resolve_monitor(config_group: ml_collections.ConfigDict, logged: set[str], who: str) -> tuple[str | None, str]:
   """The metric a checkpoint (or early stopping) monitors, and its mode, decided together.
 
@@ -517,14 +533,7 @@ def train_and_evaluate(
   state = strategy.place_state(state)
   example_metrics = step.example_metrics_for(task)
   train_example_metrics = example_metrics if members == 1 else ensemble_lib.member_metrics(example_metrics)
-  names = ["loss", *(["accuracy"] if example_metrics is not step.no_metrics else [])]
-  names += [f"loss/{head}" for head in (config.get("losses") or {})]  # a dict of losses logs each head's
-  logged = {f"train_{k}" for k in names}
-  if config.data.get("eval_split"):
-    logged |= {f"eval_{k}" for k in names} | {f"eval_{spec.key}" for spec in metric_specs}
-    adv = config.get("adversarial")
-    if adv and adv.get("method") and adv.get("eval_examples", 0):
-      logged.add("eval_robust_accuracy")  # a checkpoint may keep the most robust epoch
+  logged = logged_keys(config, task, metric_specs)
   checkpoint_monitor = resolve_monitor(config.checkpoint, logged, "checkpoint") if config.checkpoint.enabled else None
   early_monitor = (resolve_monitor(config.early_stopping, logged, "early_stopping")
                    if config.early_stopping.enabled else None)
@@ -544,9 +553,7 @@ def train_and_evaluate(
   if members > 1:
     # Each member's own loss; the mean's gradient is scaled back by K in the optimizer, and so is the penalty.
     train_loss_fn = ensemble_lib.member_loss(train_loss_fn)
-    if regularizer is not None:
-      member_penalty = regularizer
-      regularizer = lambda params: member_penalty(params) / members  # noqa: E731
+    regularizer = ensemble_lib.member_penalty(regularizer, members)
   train_step = step.make_train_step(apply_fn=apply_fn, loss_fn=train_loss_fn, tx=tx, input_key=input_key,
                                     regularizer=regularizer,
                                     example_metrics=train_example_metrics, axis_name=strategy.axis_name,

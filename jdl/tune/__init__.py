@@ -41,6 +41,7 @@ from typing import Any
 
 import ml_collections
 
+from jdl.train import callbacks as callbacks_lib
 from jdl.tune import spaces as spaces_lib
 
 STUDY_DB = "study.db"
@@ -197,15 +198,17 @@ def _flat(config: Any) -> dict[str, Any]:
 
 
 def check_metric(config: ml_collections.ConfigDict, metric: str) -> str:
-  """The objective must be a per-epoch figure of the validation split: ``eval_loss``, ``eval_accuracy`` or
-  ``eval_<key>`` of one of ``config.metrics``."""
-  import jdl.metrics  # pylint: disable=g-import-not-at-top
+  """The objective must be a per-epoch figure of the validation split that a run of ``config`` logs
+  (``eval_loss``, the task's ``eval_accuracy``, ``eval_<key>`` of ``config.metrics``, …)."""
+  from jdl import data  # pylint: disable=g-import-not-at-top
+  from jdl.train import experiment  # pylint: disable=g-import-not-at-top
 
   if not config.data.get("eval_split"):
     raise ValueError("--metric: the experiment has no validation split (data.eval_split is empty); tuning needs "
                      "one, e.g. --config.data.eval_split='train[90%:]' --config.data.train_split='train[:90%]'")
-  known = ["eval_loss", "eval_accuracy", *(f"eval_{s.key}" for s in
-                                           jdl.metrics.parse_specs(tuple(config.get("metrics", ()) or ())))]
+  logged = experiment.logged_keys(config, experiment.resolve_task(config, data.info(config.data.name)))
+  known = sorted((k for k in logged if k.startswith("eval_")),
+                 key=lambda k: (k != "eval_loss", k != "eval_accuracy", k))
   if metric not in known:
     hint = (" (tuning never looks at the test split)" if metric.startswith("test_") else "")
     raise ValueError(f"--metric: expected a per-epoch figure of the validation split, one of {', '.join(known)}, "
@@ -226,7 +229,7 @@ def _counted(study: Any) -> int:
   return n
 
 
-class _Pruning:
+class _Pruning(callbacks_lib.Callback):
   """Reports each epoch's objective to the trial; stops the run when the pruner says so."""
 
   name = "pruning"
@@ -242,16 +245,6 @@ class _Pruning:
     if self.trial.should_prune():
       self.pruned_at = epoch
       run.stop_training = True
-
-
-def _callback(pruning: _Pruning) -> Any:
-  from jdl.train import callbacks as callbacks_lib  # pylint: disable=g-import-not-at-top
-
-  class Pruning(callbacks_lib.Callback):
-    name = "pruning"
-    on_epoch_end = staticmethod(pruning.on_epoch_end)
-
-  return Pruning()
 
 
 def _objective(job: Job, space: Space) -> Callable[[Any], float]:
@@ -284,7 +277,7 @@ def _objective(job: Job, space: Space) -> Callable[[Any], float]:
     pruning = _Pruning(trial, job.metric)
     start = time.perf_counter()
     try:
-      summary = experiment.train_and_evaluate(config, run_dir, callbacks=[_callback(pruning)])
+      summary = experiment.train_and_evaluate(config, run_dir, callbacks=[pruning])
     except FloatingPointError as e:  # diverged: a result of these values, recorded; the study goes on
       trial.set_user_attr("failure", str(e).splitlines()[0])
       print(f"jdl tune: trial {trial.number} failed: {str(e).splitlines()[0]}", file=sys.stderr)
@@ -311,14 +304,18 @@ def work(job: Job, worker: int = 0) -> None:
   """Runs trials of the study until it holds ``job.trials`` (the body of each ``--jobs`` process)."""
   optuna = _optuna()
   space = load_space(job.space)
-  grid = space.grid_for(_base_config(job)) if job.sampler == "grid" else None
+  base = _base_config(job)
+  grid = space.grid_for(base) if job.sampler == "grid" else None
   study = optuna.load_study(study_name=job.study_name, storage=open_storage(job.storage))
   study.sampler = make_sampler(job.sampler, seed=sampler_seed(job.seed, worker, study), grid=grid)
-  study.pruner = make_pruner(job.pruner, epochs=_base_config(job).epochs)
-  objective = _objective(job, space)
-  while _counted(study) < job.trials:
-    if grid is not None and _grid_done(study, grid):
-      break
+  study.pruner = make_pruner(job.pruner, epochs=base.epochs)
+  _run_trials(study, _objective(job, space), job.trials, grid)
+
+
+def _run_trials(study: Any, objective: Callable[[Any], float], trials: int,
+                grid: Mapping[str, Sequence[Any]] | None) -> None:
+  """One trial at a time until the study counts ``trials`` (or the grid is covered); divergence is a result."""
+  while _counted(study) < trials and not (grid is not None and _grid_done(study, grid)):
     study.optimize(objective, n_trials=1, catch=(FloatingPointError,), gc_after_trial=False)
 
 
@@ -443,9 +440,7 @@ def tune(experiment: str, space: str | Callable[..., Any], *, trials: int, workd
       if jobs == 1:
         study.sampler = make_sampler(sampler, seed=sampler_seed(seed, 0, study), grid=grid)
         study.pruner = make_pruner(pruner, epochs=base.epochs)
-        objective = _objective(job, loaded)
-        while _counted(study) < trials and not (grid is not None and _grid_done(study, grid)):
-          study.optimize(objective, n_trials=1, catch=(FloatingPointError,), gc_after_trial=False)
+        _run_trials(study, _objective(job, loaded), trials, grid)
       else:
         _run_workers(job, jobs)
     finally:
