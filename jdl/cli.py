@@ -16,7 +16,10 @@
     jdl quantize RUN_DIR [--method ptq-static|ptq-dynamic] [--calibration-batches 8] [--keep-float LAYER,...]
     jdl export RUN_DIR [--int8]
 
-Only argparse is imported up front; each command imports what it needs, so the
+Every command takes ``--import FILE_OR_MODULE`` (repeatable): your own file,
+imported first, whose registrations (models, datasets, losses, metrics,
+optimizers, schedules, callbacks, strategies, workloads) the command can then
+name. Only argparse is imported up front; each command imports what it needs, so the
 command starts fast.
 """
 
@@ -107,21 +110,37 @@ def _cmd_data(args: argparse.Namespace, extra: Sequence[str]) -> int:
   return 0
 
 
+def _registries() -> dict[str, Any]:
+  """``jdl list``'s kinds → the registry (or a function listing names) that knows them."""
+  import jdl.bench  # pylint: disable=g-import-not-at-top
+  import jdl.losses  # pylint: disable=g-import-not-at-top
+  import jdl.metrics  # pylint: disable=g-import-not-at-top
+  import jdl.models  # pylint: disable=g-import-not-at-top
+  import jdl.optim  # pylint: disable=g-import-not-at-top
+  from jdl.bench import workloads  # pylint: disable=g-import-not-at-top
+  from jdl.data import catalog  # pylint: disable=g-import-not-at-top
+  from jdl.train import callbacks, parallel  # pylint: disable=g-import-not-at-top
+
+  return {"models": jdl.models.MODELS, "datasets": catalog.CATALOG, "losses": jdl.losses.LOSSES,
+          "metrics": jdl.metrics.METRICS, "optimizers": jdl.optim.OPTIMIZERS, "schedules": jdl.optim.SCHEDULES,
+          "callbacks": callbacks.CALLBACKS, "strategies": parallel.STRATEGIES, "workloads": workloads.WORKLOADS}
+
+
+LIST_KINDS = ("experiments", "models", "datasets", "losses", "metrics", "optimizers", "schedules", "callbacks",
+              "strategies", "workloads")
+
+
 def _cmd_list(args: argparse.Namespace, extra: Sequence[str]) -> int:
   del extra
   if args.what == "experiments":
     from jdl import config as config_lib  # pylint: disable=g-import-not-at-top
 
-    names = config_lib.list_experiments()
-  elif args.what == "models":
-    import jdl.models  # pylint: disable=g-import-not-at-top
-
-    names = jdl.models.list_models()
-  else:
-    from jdl import data  # pylint: disable=g-import-not-at-top
-
-    names = data.list_datasets()
-  print("\n".join(names))
+    print("\n".join(config_lib.list_experiments()))
+    return 0
+  registry = _registries()[args.what]
+  user = set(registry.user_names())
+  # Names your own code registered (--import, config.imports, an experiment file) are marked.
+  print("\n".join(f"{name}  (yours)" if name in user else name for name in registry.names()))
   return 0
 
 
@@ -374,8 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
   prepare.add_argument("names", nargs="+")
   prepare.set_defaults(fn=_cmd_data)
 
-  lister = sub.add_parser("list", help="list experiments, models or datasets")
-  lister.add_argument("what", choices=("experiments", "models", "datasets"))
+  lister = sub.add_parser("list", help="list experiments, models, datasets, losses, metrics, optimizers, ...",
+                          description="Lists the names a kind of component is known by; the ones your own code "
+                                      "registered (--import FILE) are marked '(yours)'.")
+  lister.add_argument("what", choices=LIST_KINDS)
   lister.set_defaults(fn=_cmd_list)
 
   attack = sub.add_parser("attack", help="robust accuracy of a trained run under FGSM or PGD attacks",
@@ -509,8 +530,46 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+def _take_imports(argv: list[str]) -> tuple[list[str], list[str]]:
+  """``--import X`` / ``--import=X`` anywhere on the line → (the specs, the other arguments)."""
+  specs, rest, i = [], [], 0
+  while i < len(argv):
+    arg = argv[i]
+    if arg == "--import":
+      if i + 1 >= len(argv):
+        raise SystemExit("jdl: --import needs a file (my_parts.py) or a module name")
+      specs.append(argv[i + 1])
+      i += 2
+      continue
+    if arg.startswith("--import="):
+      specs.append(arg.split("=", 1)[1])
+    else:
+      rest.append(arg)
+    i += 1
+  return specs, rest
+
+
+def _import_user_code(specs: Sequence[str]) -> None:
+  """Imports ``--import``'s files now and passes them on ($JDL_IMPORTS) to experiments and worker processes."""
+  from jdl import config as config_lib  # pylint: disable=g-import-not-at-top
+
+  resolved = config_lib.import_all(specs)
+  os.environ[config_lib.IMPORTS_ENV] = os.pathsep.join(dict.fromkeys([*config_lib.env_imports(), *resolved]))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
+  imports, rest = _take_imports(argv)
+  if argv[:1] != ["bench"]:  # jdl bench reads its own --import (and hands it to its cluster jobs)
+    argv = rest
+  try:
+    if imports:
+      _import_user_code(imports)
+  except (ImportError, OSError, TypeError) as e:
+    if os.environ.get("JDL_DEBUG"):
+      raise
+    print(f"jdl: error: {e}", file=sys.stderr)
+    return 2
   if argv[:1] == ["summary"]:  # its own parser takes every argument, --help and --list first included
     from jdl.models import summary_main  # pylint: disable=g-import-not-at-top
 
@@ -525,7 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"jdl {args.command}: interrupted (Ctrl-C); what was saved is complete: resume with --resume",
           file=sys.stderr)
     return 130
-  except (ValueError, TypeError, KeyError, OSError) as e:
+  except (ValueError, TypeError, KeyError, OSError, ImportError) as e:
     if os.environ.get("JDL_DEBUG"):
       raise
     print(f"jdl {args.command}: error: {e}", file=sys.stderr)

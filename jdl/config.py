@@ -30,6 +30,11 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.name = ""  # the experiment's name; defaults to its file's name
   c.seed = 0
+  # Your own files (paths relative to the experiment file) or modules, imported before the run so that the
+  # models, datasets, losses, metrics, optimizers and callbacks they register can be named here.
+  c.imports = ()
+  # Callbacks by registered name, with options: ("my_callback", "snapshot:every=2"); see docs/extending.md.
+  c.callbacks = ()
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "fashion_mnist"
@@ -212,8 +217,85 @@ def experiment_source(name: str) -> Any:
   return _SOURCES.get(name)
 
 
+IMPORTS_ENV = "JDL_IMPORTS"  # os.pathsep-separated files or modules every jdl process imports first
+
+
+class UserImportError(ImportError):
+  """A user's file or module named by ``--import`` or ``config.imports`` failed to import.
+
+  Its message carries the user's own traceback (jdl's frames left out).
+  """
+
+
+def import_user(spec: str, base: str | os.PathLike[str] | None = None) -> Any:
+  """Imports a user's file (``my_parts.py``) or module (``mypkg.parts``), running its registrations.
+
+  A file is imported once per process (by its resolved path): naming it again
+  is a no-op. A relative path is taken from ``base`` (the experiment file's
+  directory) when it exists there, else from the working directory. The
+  file's directory goes on ``sys.path``, so it may import its neighbours.
+
+  Raises:
+    FileNotFoundError: no such file.
+    UserImportError: the file or module raised; the message shows its traceback.
+  """
+  import traceback  # pylint: disable=g-import-not-at-top
+
+  if not isinstance(spec, str) or not spec:
+    raise TypeError(f"import: expected a file path or a module name, got {spec!r}")
+  is_file = spec.endswith(".py") or os.sep in spec
+  if is_file:
+    path = pathlib.Path(os.path.expanduser(spec))
+    if not path.is_absolute() and base is not None and (pathlib.Path(base) / path).is_file():
+      path = pathlib.Path(base) / path
+    path = path.resolve()
+    if not path.is_file():
+      raise FileNotFoundError(f"import: no such file {spec!r}" + (f" (looked in {base} and here)" if base else ""))
+    name = "jdl_user_" + "".join(c if c.isalnum() else "_" for c in str(path.with_suffix("")))
+    if name in sys.modules:
+      return sys.modules[name]
+  try:
+    if not is_file:
+      return importlib.import_module(spec)
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    if str(path.parent) not in sys.path:
+      sys.path.append(str(path.parent))
+    module_spec.loader.exec_module(module)
+    return module
+  except Exception as e:  # the user's code: show their traceback, not ours
+    if is_file:
+      sys.modules.pop(name, None)
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if "importlib" not in f.filename
+              and not f.filename.startswith(str(pathlib.Path(__file__).resolve().parent) + os.sep)]
+    shown = "".join(traceback.format_list(frames)) + "".join(traceback.format_exception_only(type(e), e))
+    raise UserImportError(f"import {spec!r} failed:\n{shown.rstrip()}") from None
+
+
+def import_all(specs: Sequence[str], base: str | os.PathLike[str] | None = None) -> list[str]:
+  """``import_user`` for each of ``specs``; returns them resolved (absolute file paths, module names)."""
+  resolved = []
+  for spec in specs:
+    module = import_user(spec, base)
+    resolved.append(getattr(module, "__file__", None) if spec.endswith(".py") or os.sep in spec else spec)
+  return [str(r) for r in resolved]
+
+
+def env_imports() -> list[str]:
+  """The files and modules ``--import`` named (``$JDL_IMPORTS``), imported by every jdl process."""
+  return [p for p in os.environ.get(IMPORTS_ENV, "").split(os.pathsep) if p]
+
+
 def load_experiment(experiment: str) -> ml_collections.ConfigDict:
-  """Imports the experiment's file (running its registrations) and calls ``get_config()``."""
+  """Imports the experiment's file (running its registrations) and calls ``get_config()``.
+
+  The files of ``--import`` (``$JDL_IMPORTS``) are imported first, the
+  experiment's own ``config.imports`` (relative to the experiment file) after
+  ``get_config()``; ``config.imports`` then holds all of them, resolved, so a
+  run re-imports them wherever it is reopened.
+  """
+  first = import_all(env_imports())
   path = find_experiment(experiment)
   module_name = f"jdl_experiment_{path.stem}"
   spec = importlib.util.spec_from_file_location(module_name, path)
@@ -233,6 +315,9 @@ def load_experiment(experiment: str) -> ml_collections.ConfigDict:
   if not config.get("name"):
     with config.unlocked():
       config.name = path.stem
+  own = import_all(tuple(config.get("imports", ()) or ()), path.parent)
+  with config.unlocked():
+    config.imports = tuple(dict.fromkeys([*first, *own]))
   _SOURCES[config.name] = path
   return config
 
@@ -372,6 +457,10 @@ def check(config: ml_collections.ConfigDict) -> None:
   Raises:
     ValueError, TypeError: naming the field, what was expected and what was given.
   """
+  imports = config.get("imports", ()) or ()
+  if isinstance(imports, str):
+    imports = (imports,)
+  import_all(tuple(imports))  # what --config.imports added (the rest is imported already: a no-op)
   _check_known_fields(config, base_config())
   for key, low in (("epochs", 1), ("data.batch_size", 1), ("data.eval_batch_size", 1), ("chunks_per_epoch", 1),
                    ("checkpoint.keep", 1), ("early_stopping.patience", 0), ("nonfinite_max_skips", 1), ("optimizer.accumulate_steps", 1)):
@@ -422,26 +511,23 @@ def check(config: ml_collections.ConfigDict) -> None:
 
   step.check_micro_batches(config.get("micro_batches", 1), config.data.batch_size)
 
-  if config.data.name not in data.list_datasets():
-    raise ValueError(f"data.name: unknown dataset {config.data.name!r}; known datasets: "
-                     f"{', '.join(data.list_datasets())}")
-  if config.model.name not in models.list_models():
-    raise ValueError(f"model.name: unknown model {config.model.name!r}; known models: "
-                     f"{', '.join(models.list_models())}")
-  if config.optimizer.name not in optim.list_optimizers():
-    raise ValueError(f"optimizer.name: unknown optimizer {config.optimizer.name!r}; known optimizers: "
-                     f"{', '.join(optim.list_optimizers())} (or register your own in the experiment file)")
+  data.info(config.data.name, caller="data.name")
+  models.MODELS.entry(config.model.name, "model.name")
+  optim.OPTIMIZERS.entry(config.optimizer.name, "optimizer.name")
   schedule = config.optimizer.get("schedule")
-  if schedule and schedule.get("name") not in optim.list_schedules():
-    raise ValueError(f"optimizer.schedule.name: unknown schedule {schedule.get('name')!r}; known schedules: "
-                     f"{', '.join(optim.list_schedules())}")
+  if schedule:
+    optim.SCHEDULES.entry(schedule.get("name"), "optimizer.schedule.name")
   heads = config.get("losses")
   for where, name in ([("loss", config.loss)] if not heads else [(f"losses.{h}", n) for h, n in heads.items()]):
-    if name not in losses.list_losses():
-      raise ValueError(f"{where}: unknown loss {name!r}; known losses: {', '.join(losses.list_losses())}")
+    losses.LOSSES.entry(name, where)
   metrics.parse_specs(tuple(config.get("metrics", ()) or ()))
-  if config.get("strategy", "auto") not in parallel.NAMES:
-    raise ValueError(f"strategy: expected one of {', '.join(parallel.NAMES)}, got {config.strategy!r}")
+  from jdl.train import callbacks  # pylint: disable=g-import-not-at-top
+
+  named = config.get("callbacks", ()) or ()
+  for text in (named,) if isinstance(named, str) else named:
+    callbacks.parse_spec(text)
+  if config.get("strategy", "auto") not in parallel.names():
+    raise ValueError(f"strategy: expected one of {', '.join(parallel.names())}, got {config.strategy!r}")
   precision.get_policy(config.get("precision", "float32"))
 
 

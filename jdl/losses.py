@@ -44,6 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jdl.registry import Registry
+
 LossFn = Callable[[Any, dict[str, Any]], jax.Array]
 """``loss_fn(outputs, batch) -> per-example loss`` (the registry's form)."""
 
@@ -597,38 +599,42 @@ def _from_label(fn: Callable[..., jax.Array]) -> LossFn:
   return loss_fn
 
 
-_LOSSES: dict[str, LossFn] = {name: _from_label(fn) for name, fn in _BUILTIN_FUNCTIONS.items()}
+def _check_loss(name: str, fn: Any, meta: Any) -> None:
+  del meta
+  if not callable(fn):
+    raise TypeError(f"register({name!r}): fn must be callable (outputs, batch) -> per-example loss, got {fn!r}")
 
 
-def register(name: str, fn: LossFn, *, overwrite: bool = False) -> LossFn:
+LOSSES: Registry[LossFn] = Registry("loss", check=_check_loss, plural="losses")
+for _name, _fn in _BUILTIN_FUNCTIONS.items():
+  LOSSES.register(_name, _from_label(_fn))
+LOSSES.seal()
+
+
+def register(name: str, fn: LossFn | None = None, *, overwrite: bool = False) -> Any:
   """Registers ``fn(outputs, batch, **options) -> per-example loss`` under ``name``.
 
   Args:
     name: the name configs use.
     fn: the loss; ``get(name, **options)`` forwards options as keywords.
-    overwrite: allow replacing a different function registered under ``name``.
+      Omitted, ``register`` returns a decorator (``@jdl.losses.register("my_l1")``).
+    overwrite: allow replacing a different function registered under ``name``
+      (a built-in one too).
 
   Returns:
-    ``fn`` (so this works as a plain call or a decorator helper).
+    ``fn`` (or a decorator that registers and returns it).
 
   Example:
     >>> my_l1 = register("my_l1", lambda outputs, batch: jnp.abs(outputs - batch["label"]))
     >>> "my_l1" in list_losses()
     True
   """
-  if not isinstance(name, str) or not name:
-    raise TypeError(f"register: name must be a non-empty string, got {name!r}")
-  if not callable(fn):
-    raise TypeError(f"register: fn must be callable (outputs, batch) -> per-example loss, got {fn!r}")
-  if name in _LOSSES and _LOSSES[name] is not fn and not overwrite:
-    raise ValueError(f"register: a loss named {name!r} is already registered; pass overwrite=True to replace it")
-  _LOSSES[name] = fn
-  return fn
+  return LOSSES.register(name, overwrite=overwrite) if fn is None else LOSSES.register(name, fn, overwrite=overwrite)
 
 
 def list_losses() -> list[str]:
   """The registered loss names, sorted."""
-  return sorted(_LOSSES)
+  return LOSSES.names()
 
 
 def get(loss: str | LossFn, **options: Any) -> LossFn:
@@ -656,9 +662,7 @@ def get(loss: str | LossFn, **options: Any) -> LossFn:
     return functools.partial(loss, **options) if options else loss
   if not isinstance(loss, str):
     raise TypeError(f"get: loss must be a name or a callable, got {type(loss).__name__} {loss!r}")
-  if loss not in _LOSSES:
-    raise ValueError(f"get: unknown loss {loss!r}; known losses: {', '.join(sorted(_LOSSES))}")
-  fn = _LOSSES[loss]
+  fn = LOSSES.entry(loss, "get").obj
   if not options:
     return fn
   if loss in _BUILTIN_FUNCTIONS:

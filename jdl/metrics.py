@@ -71,6 +71,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from jdl.registry import Registry
+
 __all__ = [
     "AUROC", "Accuracy", "AveragePrecision", "ConfusionMatrix", "F1", "MeanAbsoluteError", "MeanSquaredError",
     "Metric", "MetricSpec", "MetricWarning", "Precision", "PrecisionAtK", "PrecisionRecallF1", "R2Score",
@@ -920,7 +922,20 @@ def _mean_average_precision(*, capacity: int, num_labels: int) -> AveragePrecisi
   return AveragePrecision.empty(capacity=capacity, num_labels=num_labels, average="macro")
 
 
-_METRICS: dict[str, Callable[..., Metric]] = {
+def _check_metric(name: str, factory: Any, meta: Any) -> None:
+  del meta
+  if not callable(factory):
+    raise TypeError(f"register: factory must be callable (options) -> an empty metric state, got {factory!r}")
+  if name in _ALIASES or any(p.fullmatch(name) for p, _ in _PATTERNS):
+    raise ValueError(f"register: {name!r} is a built-in metric's other name; choose another name")
+
+
+_ALIASES = {"roc_auc": "auroc", "ap": "average_precision", "mean_average_precision": "map"}
+_PATTERNS = ((re.compile(r"top(\d+)_accuracy"), "top_k_accuracy"),
+             (re.compile(r"precision_at_(\d+)"), "precision_at_k"),
+             (re.compile(r"recall_at_(\d+)"), "recall_at_k"))
+METRICS: Registry[Callable[..., Metric]] = Registry("metric", check=_check_metric)
+for _name, _factory in {
     "accuracy": Accuracy.empty,
     "top_k_accuracy": TopKAccuracy.empty,
     "confusion_matrix": ConfusionMatrix.empty,
@@ -937,39 +952,51 @@ _METRICS: dict[str, Callable[..., Metric]] = {
     "mse": MeanSquaredError.empty,
     "rmse": RootMeanSquaredError.empty,
     "r2": R2Score.empty,
-}
-_ALIASES = {"roc_auc": "auroc", "ap": "average_precision", "mean_average_precision": "map"}
-_PATTERNS = ((re.compile(r"top(\d+)_accuracy"), "top_k_accuracy"),
-             (re.compile(r"precision_at_(\d+)"), "precision_at_k"),
-             (re.compile(r"recall_at_(\d+)"), "recall_at_k"))
+}.items():
+  METRICS.register(_name, _factory)
+METRICS.seal()
 
 
-def register(name: str, factory: Callable[..., Metric]) -> Callable[..., Metric]:
-  """Registers ``factory(**config) -> empty metric state`` under ``name``."""
-  if not isinstance(name, str) or not name:
-    raise TypeError(f"register: name must be a non-empty string, got {name!r}")
-  if not callable(factory):
-    raise TypeError(f"register: factory must be callable, got {factory!r}")
-  _METRICS[name] = factory
-  return factory
+def register(name: str, factory: Callable[..., Metric] | None = None, *, overwrite: bool = False) -> Any:
+  """Registers ``factory(**options) -> empty metric state`` under ``name``.
+
+  The factory is usually the ``empty`` classmethod of your :class:`Metric`
+  subclass (docs/extending.md writes expected calibration error this way)::
+
+    jdl.metrics.register("ece", ExpectedCalibrationError.empty)
+
+  or, as a decorator, on a function returning the empty state.
+
+  Args:
+    name: the name metric specs use (``config.metrics = ("ece:num_bins=10",)``).
+    factory: the factory; omitted, ``register`` returns a decorator.
+    overwrite: allow replacing an existing metric (a built-in one such as
+      ``accuracy`` too); without it, a taken name is an error.
+
+  Returns:
+    ``factory`` (or a decorator that registers and returns it).
+  """
+  return METRICS.register(name, overwrite=overwrite) if factory is None else METRICS.register(
+      name, factory, overwrite=overwrite)
 
 
 def list_metrics() -> list[str]:
   """The registered metric names (plus the ``topK_accuracy``, ``precision_at_K``, ``recall_at_K`` forms)."""
-  return sorted([*_METRICS, *_ALIASES, "top<K>_accuracy", "precision_at_<K>", "recall_at_<K>"])
+  return sorted([*METRICS, *_ALIASES, "top<K>_accuracy", "precision_at_<K>", "recall_at_<K>"])
 
 
 def _resolve(name: str) -> tuple[Callable[..., Metric], dict[str, Any]]:
   if not isinstance(name, str):
     raise TypeError(f"get: name must be a string, got {type(name).__name__} {name!r}")
   name = _ALIASES.get(name, name)
-  if name in _METRICS:
-    return _METRICS[name], {}
+  if name in METRICS:
+    return METRICS[name], {}
   for pattern, base in _PATTERNS:
     match = pattern.fullmatch(name)
     if match:
-      return _METRICS[base], {"k": int(match.group(1))}
-  raise ValueError(f"get: unknown metric {name!r}; known metrics: {', '.join(list_metrics())}")
+      return METRICS[base], {"k": int(match.group(1))}
+  raise ValueError(f"get: unknown metric {name!r}; known metrics: {', '.join(list_metrics())}. A metric defined "
+                   "in your own file is found once the file is imported (--import FILE, or config.imports)")
 
 
 def _accepted(factory: Callable[..., Any]) -> list[str]:
@@ -1102,7 +1129,10 @@ class MetricSpec:
       (``"alcohol/mae"``), else None.
     options: the options given, as ``(key, value)`` pairs.
     key: the name it is logged under: ``name``, ``name_{average}`` for
-      averaged precision/recall/F1 (as :func:`collection`), prefixed with
+      averaged precision/recall/F1 (as :func:`collection`), then
+      ``_{option}_{value}`` for each other option given with a value other
+      than its default (``ece:num_bins=10`` → ``ece_num_bins_10``;
+      ``accuracy:threshold=0.5`` → ``accuracy_threshold_0.5``), prefixed with
       ``output/``.
   """
 
@@ -1197,9 +1227,34 @@ def parse_spec(text: str) -> MetricSpec:
   key = name
   if isinstance(probe, PrecisionRecallF1) and probe.average is not None:
     key = f"{name}_{probe.average}"
+  key += _option_suffix(factory, options)
   if output:
     key = f"{output}/{key}"
   return MetricSpec(text=text, name=name, output=output, options=tuple(options.items()), key=key)
+
+
+# Options that never change a metric's log key: what the data fills in, and the average (precision, recall and
+# F1 carry it in their key already; a per-label average=None is logged as name_0, name_1, ...).
+_KEYLESS_OPTIONS = ("num_classes", "num_labels", "num_outputs", "capacity", "average")
+
+
+def _option_suffix(factory: Callable[..., Any], options: Mapping[str, Any]) -> str:
+  """``_key_value`` for each option given with a value other than the metric's default (``ece_num_bins_10``)."""
+  params = inspect.signature(factory).parameters
+  parts = []
+  for key, value in options.items():
+    default = params[key].default if key in params else inspect.Parameter.empty
+    if key in _KEYLESS_OPTIONS or (default is not inspect.Parameter.empty and _same_value(value, default)):
+      continue
+    parts.append(f"_{key}_{value}")
+  return "".join(parts)
+
+
+def _same_value(a: Any, b: Any) -> bool:
+  try:
+    return bool(a == b) and type(a) is not bool and type(b) is not bool or a is b
+  except (TypeError, ValueError):
+    return False
 
 
 def parse_specs(specs: str | Sequence[str | MetricSpec] | None) -> tuple[MetricSpec, ...]:

@@ -45,6 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from jdl.registry import Registry, same_definition
 from optax import contrib
 
 Factory = Callable[..., optax.GradientTransformation]
@@ -413,16 +415,18 @@ class OptimizerSpec:
   search_space: SearchSpace
 
 
-_OPTIMIZERS: dict[str, OptimizerSpec] = {}
+OPTIMIZERS: Registry[OptimizerSpec] = Registry(
+    "optimizer", same=lambda old, new: same_definition(old.factory, new.factory))
 
 
 def register(
     name: str,
+    factory: Factory | None = None,
     *,
     learning_rate: float = 1e-3,
     search_space: Mapping[str, Any] | None = None,
     overwrite: bool = False,
-) -> Callable[[Factory], Factory]:
+) -> Any:
   """Registers an optimizer factory under ``name``; use it from your own file.
 
   The factory takes the learning rate (a float or an ``optax.Schedule``) and
@@ -433,15 +437,19 @@ def register(
       return optax.chain(optax.scale_by_sign(), optax.add_decayed_weights(weight_decay),
                          optax.scale_by_learning_rate(learning_rate))
 
+  or as a call, ``jdl.optim.register("signsgd", signsgd)``.
+
   Args:
     name: the name configs use (``cfg.optimizer.name``).
+    factory: the factory; omitted, ``register`` returns a decorator.
     learning_rate: default learning rate for configs that give none.
     search_space: default hyperparameter search space; must include
       ``learning_rate``. Defaults to ``{"learning_rate": log_uniform(1e-5, 1e-1)}``.
-    overwrite: allow replacing an existing registration.
+    overwrite: allow replacing an existing registration (a built-in one too).
 
   Returns:
-    a decorator that registers and returns the factory unchanged.
+    ``factory`` (or a decorator that registers and returns it unchanged).
+    Registering the same factory again (or its file imported again) is a no-op.
   """
   if not isinstance(name, str) or not name:
     raise TypeError(f"register: name must be a non-empty string, got {name!r}")
@@ -459,24 +467,20 @@ def register(
     for arg in space:
       if arg != "learning_rate":
         _bind(f"{where} search_space", factory, {"learning_rate": 1.0, arg: None})
-    if name in _OPTIMIZERS and not overwrite and _OPTIMIZERS[name].factory is not factory:
-      raise ValueError(f"{where}: an optimizer named {name!r} is already registered; pass overwrite=True")
-    _OPTIMIZERS[name] = OptimizerSpec(name, factory, learning_rate, space)
+    OPTIMIZERS.register(name, OptimizerSpec(name, factory, learning_rate, space), overwrite=overwrite)
     return factory
 
-  return decorator
+  return decorator if factory is None else decorator(factory)
 
 
 def list_optimizers() -> list[str]:
   """Returns the registered optimizer names, sorted."""
-  return sorted(_OPTIMIZERS)
+  return OPTIMIZERS.names()
 
 
 def get_spec(name: str) -> OptimizerSpec:
   """Returns the registration of optimizer ``name`` (factory, default lr, search space)."""
-  if name not in _OPTIMIZERS:
-    raise _unknown("optimizer", name, _OPTIMIZERS)
-  return _OPTIMIZERS[name]
+  return OPTIMIZERS[name]
 
 
 def search_space(name: str) -> SearchSpace:
@@ -1027,34 +1031,27 @@ register_eval_params(contrib.ScheduleFreeState, _schedule_free_x)
 # Schedules. All count optimizer updates (t = 0, 1, ...).
 # --------------------------------------------------------------------------- #
 
-_SCHEDULES: dict[str, ScheduleFactory] = {}
+SCHEDULES: Registry[ScheduleFactory] = Registry("schedule", where="register_schedule")
 
 
-def register_schedule(name: str, *, overwrite: bool = False) -> Callable[[ScheduleFactory], ScheduleFactory]:
+def register_schedule(name: str, factory: ScheduleFactory | None = None, *, overwrite: bool = False) -> Any:
   """Registers a schedule factory ``factory(learning_rate, total_steps, **kwargs) -> optax.Schedule``.
 
   Args:
     name: the name configs use (``cfg.schedule.name``).
-    overwrite: allow replacing an existing registration.
+    factory: the factory; omitted, ``register_schedule`` returns a decorator.
+    overwrite: allow replacing an existing registration (a built-in one too).
 
   Returns:
-    a decorator that registers and returns the factory unchanged.
+    ``factory`` (or a decorator that registers and returns it unchanged).
   """
-  if not isinstance(name, str) or not name:
-    raise TypeError(f"register_schedule: name must be a non-empty string, got {name!r}")
-
-  def decorator(factory: ScheduleFactory) -> ScheduleFactory:
-    if name in _SCHEDULES and not overwrite and _SCHEDULES[name] is not factory:
-      raise ValueError(f"register_schedule: a schedule named {name!r} is already registered; pass overwrite=True")
-    _SCHEDULES[name] = factory
-    return factory
-
-  return decorator
+  return SCHEDULES.register(name, overwrite=overwrite) if factory is None else SCHEDULES.register(
+      name, factory, overwrite=overwrite)
 
 
 def list_schedules() -> list[str]:
   """Returns the registered schedule names, sorted."""
-  return sorted(_SCHEDULES)
+  return SCHEDULES.names()
 
 
 def schedule(name: str, *, learning_rate: float, total_steps: int | None = None, **kwargs: Any) -> optax.Schedule:
@@ -1070,13 +1067,11 @@ def schedule(name: str, *, learning_rate: float, total_steps: int | None = None,
   Returns:
     ``fn(count) -> learning rate``.
   """
-  if name not in _SCHEDULES:
-    raise _unknown("schedule", name, _SCHEDULES)
   where = f"schedule {name!r}"
   learning_rate = _check_nonneg(where, "learning_rate", learning_rate)
   if total_steps is not None:
     total_steps = _check_int(where, "total_steps", total_steps, low=1)
-  factory = _SCHEDULES[name]
+  factory = SCHEDULES.entry(name, "schedule").obj
   _bind(where, factory, {"learning_rate": learning_rate, "total_steps": total_steps, **kwargs})
   return factory(learning_rate=learning_rate, total_steps=total_steps, **kwargs)
 
@@ -1275,6 +1270,51 @@ def _as_dict(where: str, arg: str, value: Any) -> dict[str, Any]:
   return dict(value)
 
 
+def _learning_rate(where: str, cfg: Mapping[str, Any], spec: OptimizerSpec, total_steps: int | None
+                   ) -> tuple[float | optax.Schedule, int]:
+  """The config's learning rate (a float, or its schedule of updates) and its accumulate_steps."""
+  lr = cfg.get("learning_rate")
+  lr = spec.learning_rate if lr is None else _check_nonneg(where, "learning_rate", lr)
+  accumulate = cfg.get("accumulate_steps")
+  accumulate = 1 if accumulate is None else _check_int(where, "accumulate_steps", accumulate, low=1)
+  if total_steps is not None:
+    total_steps = _check_int(where, "total_steps", total_steps, low=1)
+    updates = total_steps // accumulate
+    if updates < 1:
+      raise ValueError(f"{where}: total_steps={total_steps} is fewer than accumulate_steps={accumulate}")
+  else:
+    updates = None
+
+  sched_cfg = cfg.get("schedule") or None  # an empty group means a constant rate
+  if sched_cfg is None:
+    learning_rate: float | optax.Schedule = lr
+  else:
+    sched_cfg = {"name": sched_cfg} if isinstance(sched_cfg, str) else _as_dict(where, "schedule", sched_cfg)
+    if "name" not in sched_cfg:
+      raise ValueError(f"{where}: schedule needs a 'name'; known schedules: {', '.join(list_schedules())}")
+    sched_kwargs = {k: v for k, v in sched_cfg.items() if k != "name"}
+    for reserved in ("learning_rate", "total_steps"):
+      if reserved in sched_kwargs:
+        raise ValueError(f"{where}: schedule.{reserved} is set by from_config (the config's learning_rate and "
+                         f"total_steps), got schedule.{reserved}={sched_kwargs[reserved]!r}")
+    learning_rate = schedule(sched_cfg["name"], learning_rate=lr, total_steps=updates, **sched_kwargs)
+  return learning_rate, accumulate
+
+
+def learning_rate_fn(cfg: Mapping[str, Any] | Any, *, total_steps: int | None = None) -> Callable[[int], float]:
+  """``fn(step) -> learning rate`` of the optimizer ``from_config(cfg, total_steps=...)`` builds.
+
+  ``step`` counts train-step calls (as ``logs["step"]``); with
+  ``accumulate_steps=k`` the rate is the schedule's at update ``step // k``.
+  ``jdl train`` logs it every epoch as ``learning_rate``.
+  """
+  cfg = _as_dict("learning_rate_fn", "cfg", cfg)
+  learning_rate, accumulate = _learning_rate("learning_rate_fn", cfg, get_spec(cfg["name"]), total_steps)
+  if not callable(learning_rate):
+    return lambda step: float(learning_rate)
+  return lambda step: float(learning_rate(int(step) // accumulate))
+
+
 def from_config(cfg: Mapping[str, Any] | Any, *, total_steps: int | None = None) -> optax.GradientTransformation:
   """Builds the training optimizer from a config.
 
@@ -1314,35 +1354,11 @@ def from_config(cfg: Mapping[str, Any] | Any, *, total_steps: int | None = None)
   if "name" not in cfg:
     raise ValueError(f"{where}: cfg needs a 'name'; known optimizers: {', '.join(list_optimizers())}")
   spec = get_spec(cfg["name"])
-  lr = cfg.get("learning_rate")
-  lr = spec.learning_rate if lr is None else _check_nonneg(where, "learning_rate", lr)
   hparams = _as_dict(where, "hparams", cfg.get("hparams") or {})
   if "learning_rate" in hparams:
     raise ValueError(f"{where}: give learning_rate at the top level of the config, not in hparams "
                      f"(got hparams.learning_rate={hparams['learning_rate']!r})")
-  accumulate = cfg.get("accumulate_steps")
-  accumulate = 1 if accumulate is None else _check_int(where, "accumulate_steps", accumulate, low=1)
-  if total_steps is not None:
-    total_steps = _check_int(where, "total_steps", total_steps, low=1)
-    updates = total_steps // accumulate
-    if updates < 1:
-      raise ValueError(f"{where}: total_steps={total_steps} is fewer than accumulate_steps={accumulate}")
-  else:
-    updates = None
-
-  sched_cfg = cfg.get("schedule") or None  # an empty group means a constant rate
-  if sched_cfg is None:
-    learning_rate: float | optax.Schedule = lr
-  else:
-    sched_cfg = {"name": sched_cfg} if isinstance(sched_cfg, str) else _as_dict(where, "schedule", sched_cfg)
-    if "name" not in sched_cfg:
-      raise ValueError(f"{where}: schedule needs a 'name'; known schedules: {', '.join(list_schedules())}")
-    sched_kwargs = {k: v for k, v in sched_cfg.items() if k != "name"}
-    for reserved in ("learning_rate", "total_steps"):
-      if reserved in sched_kwargs:
-        raise ValueError(f"{where}: schedule.{reserved} is set by from_config (the config's learning_rate and "
-                         f"total_steps), got schedule.{reserved}={sched_kwargs[reserved]!r}")
-    learning_rate = schedule(sched_cfg["name"], learning_rate=lr, total_steps=updates, **sched_kwargs)
+  learning_rate, accumulate = _learning_rate(where, cfg, spec, total_steps)
 
   tx = create(spec.name, learning_rate=learning_rate, **hparams)
   clip = cfg.get("clip_global_norm")
@@ -1355,3 +1371,7 @@ def from_config(cfg: Mapping[str, Any] | Any, *, total_steps: int | None = None)
   if accumulate > 1:
     tx = optax.MultiSteps(tx, every_k_schedule=accumulate).gradient_transformation()
   return tx
+
+
+OPTIMIZERS.seal()  # the optimizers and schedules above are built in; later ones are the user's
+SCHEDULES.seal()

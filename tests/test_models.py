@@ -42,8 +42,8 @@ def n_params(name, input_shape, num_classes, **options):
 @pytest.fixture
 def registry(monkeypatch):
   """A private copy of the registry, so test registrations do not leak."""
-  monkeypatch.setattr(_registry, "_MODELS", dict(_registry._MODELS))
-  return _registry
+  with _registry.MODELS.scoped():
+    yield _registry
 
 
 # --------------------------------------------------------------------------- registry
@@ -216,7 +216,7 @@ FORWARD_CASES = {
 def test_every_zoo_model_has_a_forward_case():
   zoo = set()
   for name in jdl.models.list_models():  # other tests may have registered their own models
-    factory = _registry._MODELS[name].factory
+    factory = _registry.MODELS[name]
     while isinstance(factory, functools.partial):
       factory = factory.func
     if factory.__module__.startswith("jdl.models."):

@@ -629,7 +629,7 @@ def test_momentum_search_space_range():
 
 
 def test_register_user_optimizer(monkeypatch):
-  monkeypatch.setattr(optim, "_OPTIMIZERS", dict(optim._OPTIMIZERS))
+  monkeypatch.setattr(optim.OPTIMIZERS, "_entries", dict(optim.OPTIMIZERS._entries))
 
   @optim.register("signsgd", learning_rate=0.5, search_space={"learning_rate": optim.log_uniform(1e-4, 1e-1)})
   def signsgd(learning_rate, *, weight_decay: float = 0.0) -> optax.GradientTransformation:

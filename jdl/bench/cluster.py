@@ -30,19 +30,15 @@ SUBMITIT_VERSION = ">=1.5"
 
 
 def load_user_file(path: str | os.PathLike[str]) -> None:
-  """Imports a Python file (running its ``register_*`` calls).
+  """Imports a Python file (running its ``register_*`` calls); a file already imported is not run again.
 
   Raises:
     FileNotFoundError: no such file.
+    ImportError: the file raised (the message shows its traceback).
   """
-  path = Path(path)
-  if not path.is_file():
-    raise FileNotFoundError(f"import: no such file {str(path)!r}")
-  name = f"jdl_bench_user_{path.stem}"
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[name] = module
-  spec.loader.exec_module(module)
+  from jdl import config as config_lib  # pylint: disable=g-import-not-at-top
+
+  config_lib.import_user(os.fspath(path) if os.fspath(path).endswith(".py") else os.fspath(Path(path).resolve()))
 
 
 def _shard_name(workload: str, optimizer: str) -> str:

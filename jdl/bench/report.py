@@ -199,7 +199,7 @@ def plot_trajectories(grouped: Mapping[tuple[str, str], Mapping[str, Sequence[Ma
     return None
   fig, axes = _grid(len(workloads), 4.6, 4.0)
   for ax, w in zip(axes, workloads):
-    wl = workloads_lib._WORKLOADS.get(w)  # pylint: disable=protected-access
+    wl = workloads_lib.WORKLOADS.get(w)
     surface = wl.surface if wl is not None else None
     if surface is not None:
       (x0, x1), (y0, y1) = surface.bounds

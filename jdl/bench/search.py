@@ -32,6 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jdl.registry import Registry, same_definition
+
 Factory = Callable[..., optax.GradientTransformation]
 SearchSpace = dict[str, dict[str, Any]]
 
@@ -65,7 +67,10 @@ class BenchOptimizer:
     jdl.optim.check_search_space(f"optimizer {self.name!r}", self.search_space)
 
 
-_OPTIMIZERS: dict[str, BenchOptimizer] = {}
+OPTIMIZERS: Registry[BenchOptimizer] = Registry(
+    "optimizer", where="register_optimizer", same=lambda old, new: same_definition(old.factory, new.factory)
+    and old.search_space == new.search_space and old.fixed == new.fixed)
+OPTIMIZERS.seal()  # none is built in: jdl.optim's are found through get_optimizer
 _FROM_JDL: dict[str, tuple[Any, BenchOptimizer]] = {}
 
 
@@ -81,16 +86,13 @@ def register_optimizer(name: str, factory: Factory, *, search_space: Mapping[str
   The factory is called directly, ``factory(learning_rate=..., **hparams)``;
   plain optax factories accept arrays, so all K trials of a tuning run share
   one compiled program. Names registered here shadow ``jdl.optim``'s.
+  Registering the same factory and spaces again (a file imported twice) is a no-op.
 
   Raises:
     ValueError: the name is taken (and not ``overwrite``), or a bad search space.
   """
   opt = BenchOptimizer(name=name, factory=factory, search_space=dict(search_space), fixed=dict(fixed or {}))
-  if name in _OPTIMIZERS and not overwrite and _OPTIMIZERS[name].factory is not factory:
-    raise ValueError(f"register_optimizer: an optimizer named {name!r} is already registered; "
-                     "pass overwrite=True to replace it")
-  _OPTIMIZERS[name] = opt
-  return opt
+  return OPTIMIZERS.register(name, opt, overwrite=overwrite)
 
 
 def _jdl_factory(name: str, **kwargs: Any) -> optax.GradientTransformation:
@@ -109,12 +111,12 @@ def get_optimizer(optimizer: str | BenchOptimizer) -> BenchOptimizer:
     return optimizer
   if not isinstance(optimizer, str):
     raise TypeError(f"optimizer: expected a name or a BenchOptimizer, got {type(optimizer).__name__} {optimizer!r}")
-  if optimizer in _OPTIMIZERS:
-    return _OPTIMIZERS[optimizer]
+  if optimizer in OPTIMIZERS:
+    return OPTIMIZERS[optimizer]
   import jdl.optim  # pylint: disable=g-import-not-at-top
 
   if optimizer not in jdl.optim.list_optimizers():
-    known = sorted(set(jdl.optim.list_optimizers()) | set(_OPTIMIZERS))
+    known = sorted(set(jdl.optim.list_optimizers()) | set(OPTIMIZERS))
     raise ValueError(f"unknown optimizer {optimizer!r}; known optimizers: {', '.join(known)}")
   # One object per registration, so that compiled programs (keyed by the factory) are reused.
   spec = jdl.optim.get_spec(optimizer)
@@ -130,7 +132,7 @@ def list_optimizers() -> list[str]:
   """Every optimizer name the benchmark accepts: jdl.optim's and those registered here."""
   import jdl.optim  # pylint: disable=g-import-not-at-top
 
-  return sorted(set(jdl.optim.list_optimizers()) | set(_OPTIMIZERS))
+  return sorted(set(jdl.optim.list_optimizers()) | set(OPTIMIZERS))
 
 
 # --------------------------------------------------------------------------- #

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jdl.registry import Registry
 from jdl.train import step as step_lib
 
 Arrays = dict[str, np.ndarray]
@@ -188,29 +189,27 @@ def _jsonable(value: Any) -> Any:
 # The registry.
 # --------------------------------------------------------------------------- #
 
-_WORKLOADS: dict[str, Workload] = {}
+WORKLOADS: Registry[Workload] = Registry("workload", where="register_workload",
+                                         same=lambda old, new: old.spec() == new.spec())
 
 
 def register_workload(workload: Workload, *, overwrite: bool = False) -> Workload:
-  """Registers ``workload`` under its name; returns it.
+  """Registers ``workload`` under its name; returns it (so it also works as a decorator's last step).
+
+  Registering a workload with the same specification again is a no-op.
 
   Raises:
     TypeError: ``workload`` is not a ``Workload``.
-    ValueError: the name is taken and ``overwrite`` is False.
+    ValueError: the name is taken by another workload and ``overwrite`` is False.
   """
   if not isinstance(workload, Workload):
     raise TypeError(f"register_workload: expected a Workload, got {type(workload).__name__} {workload!r}")
-  old = _WORKLOADS.get(workload.name)
-  if old is not None and not overwrite and old.spec() != workload.spec():
-    raise ValueError(f"register_workload: a workload named {workload.name!r} is already registered; "
-                     "pass overwrite=True to replace it")
-  _WORKLOADS[workload.name] = workload
-  return workload
+  return WORKLOADS.register(workload.name, workload, overwrite=overwrite)
 
 
 def list_workloads() -> list[str]:
   """The registered workload names, sorted."""
-  return sorted(_WORKLOADS)
+  return WORKLOADS.names()
 
 
 def get_workload(name: str) -> Workload:
@@ -219,11 +218,7 @@ def get_workload(name: str) -> Workload:
   Raises:
     ValueError: unknown name (the message lists the known ones).
   """
-  if not isinstance(name, str):
-    raise TypeError(f"workload: expected a name (str), got {type(name).__name__} {name!r}")
-  if name not in _WORKLOADS:
-    raise ValueError(f"unknown workload {name!r}; known workloads: {', '.join(list_workloads())}")
-  return _WORKLOADS[name]
+  return WORKLOADS.entry(name, "workload").obj
 
 
 _PROBLEMS: dict[tuple[str, int], tuple[Callable[[], Problem], Problem]] = {}
@@ -555,3 +550,4 @@ def _register_builtins() -> None:
 
 
 _register_builtins()
+WORKLOADS.seal()

@@ -18,6 +18,7 @@ from jdl.data.core import data_source, info, list_datasets, load, prepare
 from jdl.data.idx import read_idx, write_idx
 from jdl.data.sources import tfds_data_dir
 from jdl.data.tabular import target_stats
+from jdl.data.user import register
 from jdl.data import transforms  # config.data.transform: derived targets; register your own
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "load",
     "prepare",
     "read_idx",
+    "register",
     "target_stats",
     "tfds_data_dir",
     "write_idx",

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
+from jdl.registry import Registry
+
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
     "Trouser",
@@ -35,7 +37,8 @@ class DatasetInfo:
   Attributes:
     name: the name ``jdl.data.load`` takes.
     input_key: the key of the inputs in ``load``'s dict: ``"image"`` (uint8 images)
-      or ``"inputs"`` (float32 feature vectors).
+      or ``"inputs"`` (float32 feature vectors) for jdl's datasets; a registered
+      dataset names its own.
     input_shape: the shape of one input, e.g. ``(28, 28, 1)``.
     num_classes: the number of classes; None for regression.
     task: ``"classification"`` or ``"regression"``.
@@ -46,7 +49,7 @@ class DatasetInfo:
   """
 
   name: str
-  input_key: Literal["image", "inputs"]
+  input_key: str
   input_shape: tuple[int, ...]
   num_classes: int | None
   task: Literal["classification", "regression"]
@@ -109,13 +112,14 @@ TFDS_LOCATIONS: dict[str, TfdsLocation] = {
 # How each dataset is served: "tfds" by a builder in jdl.data.builders (prepared
 # once into array_record files, cached as .npy); "tabular" built in memory from
 # scikit-learn's bundled data (jdl.data.tabular).
+# "memory": registered from the user's code with jdl.data.register (arrays, or a function returning them).
 BACKENDS: dict[str, str] = {}
-CATALOG: dict[str, DatasetInfo] = {}
+CATALOG: Registry[DatasetInfo] = Registry("dataset", where="jdl.data.register", same=lambda old, new: old == new)
 
 
-def _register(backend: str, info: DatasetInfo) -> None:
+def _register(backend: str, info: DatasetInfo, *, overwrite: bool = False) -> None:
+  CATALOG.register(info.name, info, overwrite=overwrite)
   BACKENDS[info.name] = backend
-  CATALOG[info.name] = info
 
 
 _TABULAR_NOTE = (
@@ -234,3 +238,4 @@ _register(
         description="UCI wine recognition. " + _TABULAR_NOTE.format(strat=", stratified by class"),
     ),
 )
+CATALOG.seal()  # the datasets above are built in; jdl.data.register adds the user's

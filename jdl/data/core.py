@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from jdl.data import cache, catalog, sources, splits, tabular
+from jdl.data import cache, catalog, sources, splits, tabular, user
 from jdl.data.catalog import DatasetInfo
 
 log = logging.getLogger(__name__)
@@ -26,21 +26,20 @@ def list_datasets() -> list[str]:
   return sorted(catalog.CATALOG)
 
 
-def _check_name(name: str) -> str:
-  if not isinstance(name, str):
-    raise TypeError(f"dataset name: expected a string, found {type(name).__name__} {name!r}")
-  if name not in catalog.CATALOG:
-    raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(list_datasets())}")
+def _check_name(name: str, caller: str | None = None) -> str:
+  if isinstance(name, str) and name.startswith(user.NPZ_PREFIX):
+    user.ensure_npz(name)
+  catalog.CATALOG.entry(name, caller)
   return name
 
 
-def info(name: str) -> DatasetInfo:
+def info(name: str, *, caller: str | None = None) -> DatasetInfo:
   """Static facts about dataset ``name`` (no data is read or prepared).
 
   Raises:
     ValueError: unknown ``name`` (the message lists the known ones).
   """
-  return catalog.CATALOG[_check_name(name)]
+  return catalog.CATALOG[_check_name(name, caller)]
 
 
 def _check_split(name: str, split: str) -> None:
@@ -254,6 +253,8 @@ def load(name: str, split: str = "train", *, data_dir: str | os.PathLike[str] | 
   _check_split(name, split)
   if catalog.BACKENDS[name] == "tabular":
     by_split = tabular.load_splits(name)
+  elif catalog.BACKENDS[name] == "memory":
+    by_split = user.load_splits(name)
   else:
     tfds_dir = sources.tfds_data_dir(data_dir)
     by_split = {s: _split_arrays(name, s, tfds_dir) for s in splits.needed_splits(split)}
@@ -283,7 +284,7 @@ def prepare(
     The prepared dataset's directory, or None for tabular datasets.
   """
   _check_name(name)
-  if catalog.BACKENDS[name] == "tabular":
+  if catalog.BACKENDS[name] in ("tabular", "memory"):
     return None
   tfds_dir = sources.tfds_data_dir(data_dir)
   for split in catalog.CATALOG[name].splits:
@@ -301,7 +302,7 @@ def data_source(name: str, split: str = "train", *, data_dir: str | os.PathLike[
     ValueError: unknown dataset, or a tabular dataset (use ``load``).
   """
   _check_name(name)
-  if catalog.BACKENDS[name] == "tabular":
-    raise ValueError(f"data_source: {name!r} is an in-memory tabular dataset without array_record files; use jdl.data.load({name!r})")
+  if catalog.BACKENDS[name] in ("tabular", "memory"):
+    raise ValueError(f"data_source: {name!r} is an in-memory dataset without array_record files; use jdl.data.load({name!r})")
   _check_split(name, split)
   return _prepared_builder(name, sources.tfds_data_dir(data_dir)).as_data_source(split=split)

@@ -22,6 +22,9 @@ from jdl.models.rnn import RNNClassifier
 from jdl.models.small_cnn import CNN1D, CNNSmall, LeNet5
 from jdl.models.summarize import count_params, summary, summary_main
 from jdl.models.vgg import VGG
+from jdl.models import _registry
+
+_registry.MODELS.seal()  # the zoo above is built in; later registrations are the user's
 
 __all__ = [
     "CNN1D",

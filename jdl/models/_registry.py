@@ -10,6 +10,8 @@ from typing import Any
 
 import flax.linen as nn
 
+from jdl.registry import Registry
+
 
 @dataclasses.dataclass(frozen=True)
 class _Entry:
@@ -17,11 +19,17 @@ class _Entry:
   input_shape: tuple[int, ...] | None
 
 
-_MODELS: dict[str, _Entry] = {}
+def _check_factory(name: str, factory: Any, meta: Any) -> None:
+  del meta
+  if not callable(factory):
+    raise TypeError(f"register({name!r}): expected a Module class or a function, got {factory!r}")
 
 
-def register(name: str, *, overwrite: bool = False, input_shape: Sequence[int] | None = None
-             ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model", check=_check_factory)
+
+
+def register(name: str, factory: Callable[..., nn.Module] | None = None, *, overwrite: bool = False,
+             input_shape: Sequence[int] | None = None) -> Any:
   """Registers a model factory (a linen Module class or a function returning one).
 
   Use it from your own file; ``jdl train`` then finds the model by name::
@@ -32,68 +40,43 @@ def register(name: str, *, overwrite: bool = False, input_shape: Sequence[int] |
       @nn.compact
       def __call__(self, x, train: bool = False): ...
 
-  A ``functools.partial`` of a Module class registers a named variant:
-  ``register("resnet18")(functools.partial(ResNet, stage_sizes=(2, 2, 2, 2)))``.
+  or as a call: ``jdl.models.register("resnet10", functools.partial(ResNet, stage_sizes=(1, 1, 1, 1)))``.
 
   Args:
     name: the name configs use (``config.model.name``).
-    overwrite: allow replacing an existing registration.
+    factory: the factory; omitted, ``register`` returns a decorator.
+    overwrite: allow replacing an existing registration (a built-in one too).
     input_shape: the model's usual input shape without the batch axis, e.g.
       ``(224, 224, 3)``; ``jdl summary`` uses it when no shape is given.
 
   Returns:
-    A decorator that registers its argument and returns it unchanged.
+    ``factory`` (or a decorator that registers its argument and returns it unchanged).
 
-  Re-running the same definition (a re-imported file, a notebook cell run again:
-  same module and qualified name) replaces the old registration silently.
+  Registering the same definition again (a re-imported file, a notebook cell run
+  again: same module, qualified name and source line) is a no-op.
 
   Raises:
-    TypeError: ``name`` is not a non-empty string.
+    TypeError: ``name`` is not a non-empty string, or the factory is not callable.
     ValueError: ``name`` is taken (by a different factory) and not ``overwrite``.
   """
-  if not isinstance(name, str) or not name:
-    raise TypeError(f"register: name must be a non-empty string, got {name!r}")
   shape = None
   if input_shape is not None:
     shape = tuple(input_shape)
     if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
       raise ValueError(f"register: input_shape must be a sequence of positive ints, got {input_shape!r}")
-
-  def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    if not callable(factory):
-      raise TypeError(f"register({name!r}): expected a Module class or a function, got {factory!r}")
-    if (name in _MODELS and not overwrite and _MODELS[name].factory is not factory
-        and not _same_definition(_MODELS[name].factory, factory)):
-      raise ValueError(
-          f"register: a model named {name!r} is already registered "
-          f"({_MODELS[name].factory!r}); pass overwrite=True to replace it")
-    _MODELS[name] = _Entry(factory, shape)
-    return factory
-
-  return decorator
-
-
-def _same_definition(old: Callable[..., Any], new: Callable[..., Any]) -> bool:
-  """Whether ``new`` is ``old`` defined again (same module and qualified name)."""
-  if isinstance(old, functools.partial) or isinstance(new, functools.partial):
-    return False
-  origin_old = (getattr(old, "__module__", None), getattr(old, "__qualname__", None))
-  origin_new = (getattr(new, "__module__", None), getattr(new, "__qualname__", None))
-  return origin_old == origin_new and origin_old[1] is not None
+  if factory is None:  # the decorator form
+    return MODELS.register(name, overwrite=overwrite, input_shape=shape)
+  return MODELS.register(name, factory, overwrite=overwrite, input_shape=shape)
 
 
 def list_models() -> list[str]:
   """The registered model names, sorted."""
-  return sorted(_MODELS)
+  return MODELS.names()
 
 
 def _entry(name: str, caller: str) -> _Entry:
-  if not isinstance(name, str):
-    raise TypeError(f"{caller}: model name must be a string, got {name!r}")
-  if name not in _MODELS:
-    raise ValueError(
-        f"{caller}: unknown model {name!r}; known models: {', '.join(list_models())}")
-  return _MODELS[name]
+  entry = MODELS.entry(name, caller)
+  return _Entry(entry.obj, entry.meta.get("input_shape"))
 
 
 def default_input_shape(name: str) -> tuple[int, ...] | None:

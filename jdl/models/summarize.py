@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jdl.models._registry import create, default_input_shape, list_models
+from jdl.models._registry import MODELS, create, default_input_shape, list_models
 
 def _build(model_or_name: nn.Module | str, num_classes: int, options: dict[str, Any],
            caller: str) -> tuple[nn.Module, str]:
@@ -242,11 +242,13 @@ def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="jdl summary",
       description="Print a model's layers, output shapes, parameter counts and sizes.")
-  parser.add_argument("model", nargs="?", help="a registered model name (see --list)")
+  parser.add_argument("model", nargs="?", help="a registered model name (see --list), or an experiment (a name "
+                                              "or FILE.py): its model, options, input shape and classes")
   parser.add_argument("--input-shape", type=_parse_shape, default=None,
                       help="one example's shape without the batch axis, e.g. 32,32,3 "
                            "(default: the model's registered shape)")
-  parser.add_argument("--num-classes", type=int, default=10, help="logits width (default 10)")
+  parser.add_argument("--num-classes", type=int, default=None, help="logits width (default 10, or the "
+                                                                    "experiment's dataset's)")
   parser.add_argument("--option", "-o", type=_parse_option, action="append", default=[],
                       metavar="KEY=VALUE",
                       help="a model option, repeatable; values are Python literals "
@@ -256,6 +258,25 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument("--train", action="store_true", help="trace the training-mode pass")
   parser.add_argument("--list", action="store_true", help="list the registered models and exit")
   return parser
+
+
+def _from_experiment(experiment: str, num_classes: int | None, options: dict[str, Any],
+                     input_shape: Sequence[int] | None) -> tuple[str, int | None, dict[str, Any], Any]:
+  """An experiment's model: its name, options and its dataset's input shape and classes (the command line wins)."""
+  from jdl import config as config_lib  # pylint: disable=g-import-not-at-top
+  from jdl import data  # pylint: disable=g-import-not-at-top
+
+  if not experiment.endswith(".py"):
+    try:
+      config_lib.find_experiment(experiment)
+    except ValueError:  # neither a model nor an experiment: the model registry's error lists the models
+      raise MODELS.unknown(experiment, "create") from None
+  config = config_lib.load_experiment(experiment)
+  info = data.info(config.data.name)
+  model_options = dict(config.model.get("options", {}) or {})
+  width = model_options.pop("num_classes", None) or info.num_classes or 1
+  return (config.model.name, width if num_classes is None else num_classes, {**model_options, **options},
+          info.input_shape if input_shape is None else input_shape)
 
 
 def summary_main(argv: Sequence[str] | None = None) -> int:
@@ -280,13 +301,16 @@ def summary_main(argv: Sequence[str] | None = None) -> int:
     print("jdl summary: error: MODEL is required (see --list)", file=sys.stderr)
     return 2
   try:
+    name, num_classes, options, input_shape = args.model, args.num_classes, dict(args.option), args.input_shape
+    if name.endswith(".py") or name not in list_models():
+      name, num_classes, options, input_shape = _from_experiment(name, num_classes, options, input_shape)
     # built here rather than through summary(**options), so that model options may share a
     # name with summary's own arguments (depth, train, ...)
-    model, label = _build(args.model, args.num_classes, dict(args.option), "summary")
-    shape = _input_shape(args.model, args.input_shape, "summary")
+    model, label = _build(name, 10 if num_classes is None else num_classes, options, "summary")
+    shape = _input_shape(name, input_shape, "summary")
     text = _table(model, label, shape, batch_size=args.batch_size, depth=args.depth,
                   train=args.train)
-  except (ValueError, TypeError) as e:
+  except (ValueError, TypeError, ImportError) as e:
     print(f"jdl summary: error: {e}", file=sys.stderr)
     return 2
   print(text, end="")

@@ -18,6 +18,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jdl.registry import Registry
+
 
 @dataclasses.dataclass
 class Run:
@@ -32,7 +34,14 @@ class Run:
 
 class Callback:
   """Base class: override any of the hooks. ``state_dict`` and ``load_state_dict``
-  let a checkpoint carry the callback's own progress (for ``--resume``)."""
+  let a checkpoint carry the callback's own progress (for ``--resume``).
+
+  ``on_epoch_end`` receives the epoch's logs after they are written; to add
+  figures of your own to them (to metrics.jsonl, TensorBoard, and so that early
+  stopping or checkpoints can monitor them) return them from ``epoch_metrics``.
+  Register a callback class with :func:`register` to name it in a config
+  (``config.callbacks = ("my_callback:every=2",)``).
+  """
 
   name: str = "callback"
 
@@ -60,6 +69,72 @@ class Callback:
 
   def load_state_dict(self, state: dict[str, Any]) -> None:
     del state
+
+
+def _check_callback(name: str, factory: Any, meta: Any) -> None:
+  del meta
+  if not callable(factory):
+    raise TypeError(f"register({name!r}): expected a Callback class or a function returning one, got {factory!r}")
+
+
+CALLBACKS: Registry[Callable[..., Callback]] = Registry("callback", check=_check_callback)
+
+
+def register(name: str, factory: Callable[..., Callback] | None = None, *, overwrite: bool = False) -> Any:
+  """Registers a callback factory (a ``Callback`` subclass, or a function returning one) under ``name``.
+
+  ``config.callbacks`` then names it, with keyword options:
+  ``("print_lr", "snapshot:every=2,path='snaps'")``. Omitted, ``factory``
+  makes ``register`` a decorator.
+  """
+  return CALLBACKS.register(name, overwrite=overwrite) if factory is None else CALLBACKS.register(
+      name, factory, overwrite=overwrite)
+
+
+def parse_spec(text: str) -> tuple[Callable[..., Callback], dict[str, Any]]:
+  """``"name[:key=value,...]"`` → (the registered factory, its options), checked against its signature.
+
+  Raises:
+    ValueError: a malformed spec, an unknown name (the message lists the known ones), options the
+      callback does not take.
+  """
+  import ast  # pylint: disable=g-import-not-at-top
+  import inspect  # pylint: disable=g-import-not-at-top
+
+  if not isinstance(text, str) or not text.strip():
+    raise ValueError(f"callbacks: each entry must be a non-empty string such as 'my_callback:every=2', got {text!r}")
+  name, _, option_text = text.strip().partition(":")
+  factory = CALLBACKS.entry(name, "callbacks")
+  options: dict[str, Any] = {}
+  for item in filter(None, (part.strip() for part in option_text.split(","))):
+    key, eq, value = item.partition("=")
+    if not eq:
+      raise ValueError(f"callbacks: {text!r}: option {item!r} is not key=value")
+    try:
+      options[key.strip()] = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+      options[key.strip()] = value.strip()
+  try:
+    inspect.signature(factory.obj).bind(**options)
+  except TypeError as e:
+    raise ValueError(f"callbacks: {text!r}: bad options for callback {name!r} ({e})") from None
+  except ValueError:
+    pass  # no signature to check
+  return factory.obj, options
+
+
+def from_config(specs: Any) -> list[Callback]:
+  """The callbacks ``config.callbacks`` names, built (see :func:`parse_spec`)."""
+  if isinstance(specs, str):
+    specs = (specs,)
+  built = []
+  for text in specs:
+    factory, options = parse_spec(text)
+    callback = factory(**options)
+    if not isinstance(callback, Callback):
+      raise TypeError(f"callbacks: {text!r} made a {type(callback).__name__}, not a jdl Callback")
+    built.append(callback)
+  return built
 
 
 def resolve_mode(monitor: str, mode: str) -> str:
@@ -300,3 +375,7 @@ class RobustAccuracy(Callback):
     variables = {"params": jdl.optim.eval_params(state.opt_state, state.params), **(state.model_state or {})}
     hits = int(self._correct(variables, self.x, self.y, jax.random.fold_in(jax.random.key(self.seed), epoch)))
     return {"eval_robust_accuracy": hits / len(self.y), "eval_robust_eps": self.eps}
+
+
+CALLBACKS.register("early_stopping", EarlyStopping)
+CALLBACKS.seal()

@@ -108,15 +108,27 @@ def _bool_option(value: Any, name: str) -> bool | None | str:
   raise ValueError(f"{name}: expected 'auto', true or false, got {value!r}")
 
 
-def build_optimizer(config: ml_collections.ConfigDict, total_steps: int):
-  """The optax chain the config's ``optimizer`` group describes."""
-  from jdl import optim  # pylint: disable=g-import-not-at-top
-
+def _optimizer_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
   cfg = config.optimizer.to_dict()
   # Empty groups and zeros mean "off" in config files, None in from_config.
   cfg["schedule"] = cfg.get("schedule") or None
   cfg["clip_global_norm"] = cfg.get("clip_global_norm") or None
-  return optim.from_config(cfg, total_steps=total_steps)
+  return cfg
+
+
+def _learning_rate_fn(config: ml_collections.ConfigDict, train_data: Mapping[str, np.ndarray]) -> Any:
+  """``fn(step) -> rate`` of the run's optimizer, logged as ``learning_rate``."""
+  from jdl import optim  # pylint: disable=g-import-not-at-top
+
+  steps = pipeline.steps_per_epoch(pipeline.num_examples(train_data), config.data.batch_size)
+  return optim.learning_rate_fn(_optimizer_dict(config), total_steps=steps * config.epochs)
+
+
+def build_optimizer(config: ml_collections.ConfigDict, total_steps: int):
+  """The optax chain the config's ``optimizer`` group describes."""
+  from jdl import optim  # pylint: disable=g-import-not-at-top
+
+  return optim.from_config(_optimizer_dict(config), total_steps=total_steps)
 
 
 def load_splits(config: ml_collections.ConfigDict) -> tuple[dict[str, dict[str, np.ndarray]], Any]:
@@ -644,6 +656,7 @@ def _train(config, workdir, *, resume, primary, state, train_step, eval_step, sp
            early_monitor, progress, on_device, interrupt=None, extra_callbacks=()):
   """Sets up the callbacks and checkpoints, restores a resumed run, writes config.json and trains."""
   callbacks: list[callbacks_lib.Callback] = list(extra_callbacks)  # first: their figures can be monitored
+  callbacks += callbacks_lib.from_config(config.get("callbacks", ()) or ())  # the config's own, by name
   early = None
   if config.early_stopping.enabled:
     es = config.early_stopping
@@ -714,6 +727,7 @@ def _train(config, workdir, *, resume, primary, state, train_step, eval_step, sp
         initial_epoch=initial_epoch, chunks_per_epoch=config.chunks_per_epoch,
         history=history, log_fn=log_fn, strategy=strategy, nonfinite=config.get("nonfinite", "raise"),
         interrupt=interrupt, resume_within=resume_within,
+        learning_rate=_learning_rate_fn(config, splits["train"]),
     )
 
   except BaseException:

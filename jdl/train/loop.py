@@ -247,6 +247,7 @@ def fit(
     nonfinite: str = "raise",
     interrupt: Callable[[], str | None] | None = None,
     resume_within: PartialEpoch | None = None,
+    learning_rate: Callable[[int], float] | None = None,
 ) -> FitResult:
   """Trains ``state`` for ``epochs`` epochs.
 
@@ -300,6 +301,13 @@ def fit(
       steps it had done, their metrics and seconds (``PartialEpoch``, from
       the checkpoint ``on_interrupt`` saved); the state must be the one saved
       then, and ``initial_epoch`` the epochs completed before it.
+    learning_rate: ``fn(step) -> rate`` (``jdl.optim.learning_rate_fn``):
+      each epoch's logs then hold ``learning_rate``, the rate at its last step.
+
+  The logs of an epoch, which callbacks receive and ``log_fn`` writes:
+  ``epoch``, ``step`` (train steps so far), ``train_<metric>`` (means over the
+  epoch), ``eval_<metric>``, ``epoch_seconds``, ``examples_per_second``,
+  ``learning_rate`` (when given) and what callbacks' ``epoch_metrics`` add.
 
   Returns:
     A ``FitResult``.
@@ -467,6 +475,8 @@ def fit(
       break
     logs["epoch_seconds"] = epoch_seconds
     logs["examples_per_second"] = examples_per_epoch / epoch_seconds
+    if learning_rate is not None:
+      logs["learning_rate"] = float(learning_rate(epoch * steps - 1))  # the rate of the epoch's last step
     for cb in callbacks:
       logs.update(cb.epoch_metrics(run, epoch))
     run.history.append(logs)

@@ -51,11 +51,12 @@ from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jdl.data import pipeline
+from jdl.registry import Registry
 from jdl.train.programs import chunk_program, eval_program
 
 DATA_AXIS = "data"
 MODEL_AXIS = "model"
-NAMES = ("auto", "single", "data_parallel", "pmap", "model_parallel")
+NAMES = ("auto", "single", "data_parallel", "pmap", "model_parallel")  # the built-in ones; names() has all
 # Kernels with more elements than this are split over the model axis (64 KiB of float32).
 DEFAULT_MIN_KERNEL_SIZE = 2**14
 
@@ -425,6 +426,66 @@ def _mesh(shape: tuple[int, ...], names: tuple[str, ...], devices: list[Any]) ->
   return Mesh(np.asarray(devices, dtype=object).reshape(shape), names, axis_types=(AxisType.Auto,) * len(names))
 
 
+def _single(devices: list[Any]) -> Strategy:
+  del devices
+  return Strategy()
+
+
+def _data_parallel(devices: list[Any]) -> Strategy:
+  return MeshStrategy(_mesh((len(devices),), (DATA_AXIS,), devices), "data_parallel")
+
+
+def _pmap(devices: list[Any]) -> Strategy:
+  return PmapStrategy(_mesh((len(devices),), (DATA_AXIS,), devices))
+
+
+def _model_parallel(devices: list[Any], *, model_axis_size: int = 2,
+                    min_kernel_size: int = DEFAULT_MIN_KERNEL_SIZE) -> Strategy:
+  if isinstance(model_axis_size, bool) or not isinstance(model_axis_size, (int, np.integer)) or model_axis_size < 1:
+    raise ValueError(f"model_axis_size: expected a positive integer, got {model_axis_size!r}")
+  if len(devices) % model_axis_size:
+    raise ValueError(f"model_axis_size: {model_axis_size} does not divide the {len(devices)} devices; "
+                     f"expected a divisor of {len(devices)}")
+  if isinstance(min_kernel_size, bool) or not isinstance(min_kernel_size, (int, np.integer)) or min_kernel_size < 0:
+    raise ValueError(f"min_kernel_size: expected a non-negative integer, got {min_kernel_size!r}")
+  mesh = _mesh((len(devices) // model_axis_size, model_axis_size), (DATA_AXIS, MODEL_AXIS), devices)
+  return ModelParallelStrategy(mesh, int(min_kernel_size))
+
+
+def _check_factory(name: str, factory: Any, meta: Any) -> None:
+  del meta
+  if not callable(factory):
+    raise TypeError(f"register({name!r}): expected a factory (devices) -> Strategy, got {factory!r}")
+  if name == "auto":
+    raise ValueError("register: 'auto' is not a strategy but the choice between single and data_parallel")
+
+
+STRATEGIES: Registry[Callable[..., Strategy]] = Registry("strategy", check=_check_factory, plural="strategies")
+STRATEGIES.register("single", _single)
+STRATEGIES.register("data_parallel", _data_parallel)
+STRATEGIES.register("pmap", _pmap)
+STRATEGIES.register("model_parallel", _model_parallel)
+STRATEGIES.seal()
+
+
+def register(name: str, factory: Callable[..., Strategy] | None = None, *, overwrite: bool = False) -> Any:
+  """Registers a strategy factory ``factory(devices) -> Strategy`` under ``name`` (``config.strategy``).
+
+  A strategy subclasses :class:`Strategy` (or :class:`MeshStrategy`) and
+  overrides how the state and data are placed and the step compiled. Omitted,
+  ``factory`` makes ``register`` a decorator. The factory receives the devices
+  (``jax.devices()`` by default); ``model_axis_size`` and ``min_kernel_size``
+  are passed to factories that accept them.
+  """
+  return STRATEGIES.register(name, overwrite=overwrite) if factory is None else STRATEGIES.register(
+      name, factory, overwrite=overwrite)
+
+
+def names() -> list[str]:
+  """The strategy names ``config.strategy`` takes: ``auto`` and the registered ones."""
+  return ["auto", *STRATEGIES.names()]
+
+
 def create(
     name: str = "auto",
     *,
@@ -436,7 +497,8 @@ def create(
 
   Args:
     name: ``'auto'`` (``single`` on one device, ``data_parallel`` on more),
-      ``'single'``, ``'data_parallel'``, ``'pmap'`` or ``'model_parallel'``.
+      ``'single'``, ``'data_parallel'``, ``'pmap'``, ``'model_parallel'``, or
+      a name registered with :func:`register`.
     devices: the devices to use (default: ``jax.devices()``, every process's).
     model_axis_size: ``model_parallel`` only: devices each kernel is split
       over; must divide the device count.
@@ -446,29 +508,21 @@ def create(
     The ``Strategy``.
   """
   if not isinstance(name, str):
-    raise TypeError(f"strategy: expected one of {', '.join(NAMES)}, got {name!r} ({type(name).__name__})")
-  if name not in NAMES:
-    raise ValueError(f"strategy: expected one of {', '.join(NAMES)}, got {name!r}")
+    raise TypeError(f"strategy: expected one of {', '.join(names())}, got {name!r} ({type(name).__name__})")
+  if name != "auto" and name not in STRATEGIES:
+    raise ValueError(f"strategy: expected one of {', '.join(names())}, got {name!r}")
   devices = list(jax.devices() if devices is None else devices)
   if not devices:
     raise ValueError("devices: expected at least one device, got none")
   if name == "auto":
     name = "single" if len(devices) == 1 else "data_parallel"
-  if name == "single":
-    return Strategy()
-  if name == "data_parallel":
-    return MeshStrategy(_mesh((len(devices),), (DATA_AXIS,), devices), "data_parallel")
-  if name == "pmap":
-    return PmapStrategy(_mesh((len(devices),), (DATA_AXIS,), devices))
-  if isinstance(model_axis_size, bool) or not isinstance(model_axis_size, (int, np.integer)) or model_axis_size < 1:
-    raise ValueError(f"model_axis_size: expected a positive integer, got {model_axis_size!r}")
-  if len(devices) % model_axis_size:
-    raise ValueError(f"model_axis_size: {model_axis_size} does not divide the {len(devices)} devices; "
-                     f"expected a divisor of {len(devices)}")
-  if isinstance(min_kernel_size, bool) or not isinstance(min_kernel_size, (int, np.integer)) or min_kernel_size < 0:
-    raise ValueError(f"min_kernel_size: expected a non-negative integer, got {min_kernel_size!r}")
-  mesh = _mesh((len(devices) // model_axis_size, model_axis_size), (DATA_AXIS, MODEL_AXIS), devices)
-  return ModelParallelStrategy(mesh, int(min_kernel_size))
+  factory = STRATEGIES[name]
+  options = {"model_axis_size": model_axis_size, "min_kernel_size": min_kernel_size}
+  accepted = inspect.signature(factory).parameters
+  strategy = factory(devices, **{k: v for k, v in options.items() if k in accepted})
+  if not isinstance(strategy, Strategy):
+    raise TypeError(f"strategy {name!r}: its factory returned {type(strategy).__name__}, not a Strategy")
+  return strategy
 
 
 def get(strategy: Strategy | str | None) -> Strategy:

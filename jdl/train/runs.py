@@ -157,6 +157,7 @@ def load_run(directory: str | pathlib.Path, epoch: int | str | None = None) -> T
   # The experiment's own file gives the fields their types and runs its registrations (a user's own model or
   # dataset): the copy jdl train kept in the run first, so the run loads wherever the original went.
   copy = directory / workdir_lib.EXPERIMENT
+  config_lib.import_all(tuple(stored.get("imports", ()) or ()))  # the user's files the run was trained with
   try:
     template = config_lib.load_experiment(str(copy) if copy.is_file() else stored.get("name", ""))
   except (FileNotFoundError, ValueError, KeyError):

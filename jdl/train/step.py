@@ -69,8 +69,12 @@ def scale_images(batch: Batch, input_key: str = "image") -> dict[str, jax.Array]
   inside the compiled step, where XLA fuses the conversion into the first layer.
   """
   batch = dict(batch)
-  x = batch.get(input_key)
-  if x is not None and x.dtype == jnp.uint8:
+  if input_key not in batch:
+    raise KeyError(f"input_key: the batch has no key {input_key!r}; its keys are {', '.join(map(repr, batch))} "
+                   "(pass input_key= the key of the model's input; jdl.data.info(name).input_key names it for "
+                   "a dataset)")
+  x = batch[input_key]
+  if x.dtype == jnp.uint8:
     batch[input_key] = x.astype(jnp.float32) / 255.0
   return batch
 
