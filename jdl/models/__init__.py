@@ -13,7 +13,7 @@ True
 See docs/models.md for the list of models and their options.
 """
 
-from jdl.models._registry import create, default_input_shape, list_models, model_options, register
+from jdl.models._registry import MODELS, create, default_input_shape, list_models, model_options, register
 from jdl.models.alexnet import AlexNet
 from jdl.models.mlp import MLP, LogReg
 from jdl.models.mobilenet import MobileNetV2
@@ -29,6 +29,7 @@ _registry.MODELS.seal()  # the zoo above is built in; later registrations are th
 __all__ = [
     "CNN1D",
     "MLP",
+    "MODELS",
     "VGG",
     "AlexNet",
     "CNNSmall",
