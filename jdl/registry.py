@@ -204,7 +204,7 @@ class Registry(Mapping[str, T]):
     prefix = f"{caller}: " if caller else ""
     hint = f"; {self._hint}" if self._hint else ""
     return ValueError(f"{prefix}unknown {self.kind} {name!r}; known {self.plural}: {self.describe()}{mean}{hint}. "
-                      f"A {self.kind} defined in your own file is found once the file is imported "
+                      f"{'An' if self.kind[0] in 'aeiou' else 'A'} {self.kind} defined in your own file is found once the file is imported "
                       "(--import FILE, or config.imports)")
 
   def names(self) -> list[str]:

@@ -187,8 +187,8 @@ def test_batch_size_not_divisible_by_the_devices_is_an_error_naming_both():
     fit(state, step, _images(160), batch_size=18, epochs=1, progress=False, strategy="model_parallel")
   with pytest.raises(ValueError, match="model_axis_size: 3 does not divide the 8 devices"):
     parallel.create("model_parallel", model_axis_size=3)
-  with pytest.raises(ValueError, match="strategy: expected one of auto, single, data_parallel, pmap, "
-                                       "model_parallel, got 'ddp'"):
+  with pytest.raises(ValueError, match="strategy: expected one of auto, data_parallel, model_parallel, pmap, "
+                                       "single, got 'ddp'"):
     parallel.create("ddp")
   with pytest.raises(TypeError, match="pmap strategy .* axis_name keyword"):
     fit(state, lambda s, b: (s, {}), _images(160), batch_size=16, epochs=1, progress=False, strategy="pmap")
