@@ -22,6 +22,7 @@ from jdl.models.rnn import RNNClassifier
 from jdl.models.small_cnn import CNN1D, CNNSmall, LeNet5
 from jdl.models.summarize import count_params, summary, summary_main
 from jdl.models.vgg import VGG
+from jdl.models.pretrained import from_keras, from_torchvision, load_pretrained, read_keras_weights, read_torch_state_dict
 from jdl.models import _registry
 
 _registry.MODELS.seal()  # the zoo above is built in; later registrations are the user's
@@ -40,6 +41,11 @@ __all__ = [
     "ResNet",
     "count_params",
     "create",
+    "from_keras",
+    "from_torchvision",
+    "load_pretrained",
+    "read_keras_weights",
+    "read_torch_state_dict",
     "default_input_shape",
     "list_models",
     "model_options",

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from jdl.models import _checks
 from jdl.models._registry import register
 from jdl.nn.initializers import Initializer
+from jdl.nn.preprocessing import check_preprocess, preprocess_images
 from jdl.nn.layers import Conv, Dense, adaptive_avg_pool, max_pool
 
 # Smallest input side for which the three 3×3/2 max-pools still see a 3×3 map.
@@ -31,6 +32,8 @@ class AlexNet(nn.Module):
     pool_size: side of the adaptive average pool before the classifier (6).
     dropout: dropout rate before each hidden fully connected layer (0.5).
     kernel_init: initializer name or function for every kernel.
+    preprocess: the input normalisation applied first to images in [0, 1]
+      (``jdl.nn.preprocessing``: ``"torchvision"``, ``"caffe"``, ``"tf"``), or None.
   """
 
   num_classes: int
@@ -38,11 +41,13 @@ class AlexNet(nn.Module):
   pool_size: int = 6
   dropout: float = 0.5
   kernel_init: str | Initializer = "he_normal"
+  preprocess: str | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     y = _checks.images("alexnet", x)
     _checks.channels("alexnet", self, y, ("features_0",))
+    y = preprocess_images(y, check_preprocess(self.preprocess, "alexnet: preprocess"))
     _checks.min_spatial("alexnet", y, _MIN_SIZE)
 
     def conv(features: int, k: int, i: int, **kwargs: int) -> Conv:

@@ -14,6 +14,7 @@ from jdl.models._registry import register
 from jdl.nn.blocks import BasicBlock, BottleneckBlock
 from jdl.nn.initializers import Initializer
 from jdl.nn.layers import BatchNorm, Conv, Dense, global_avg_pool, max_pool
+from jdl.nn.preprocessing import check_preprocess, preprocess_images
 
 _BLOCKS = {"basic": BasicBlock, "bottleneck": BottleneckBlock}
 _STEMS = ("imagenet", "small")
@@ -41,6 +42,13 @@ class ResNet(nn.Module):
       uses He normal with ``mode="fan_out"``; here He normal, fan-in).
     zero_init_residual: zero-initialize the last BatchNorm scale of each block,
       so every block starts as the identity.
+    downsample_in: bottleneck blocks' strided convolution: ``"3x3"``
+      (torchvision) or ``"1x1"`` (the paper's v1, Keras' ResNet50).
+    conv_bias: convolutions with biases (Keras' ResNets).
+    bn_epsilon: BatchNorm epsilon (1e-5; Keras' ResNets 1.001e-5).
+    preprocess: the input normalisation applied first to images in [0, 1]
+      (``jdl.nn.preprocessing``: ``"torchvision"``, ``"caffe"``, ``"tf"``), or
+      None; the weight loaders set the one their weights were trained with.
   """
 
   num_classes: int
@@ -50,6 +58,10 @@ class ResNet(nn.Module):
   width: int = 64
   kernel_init: str | Initializer = "he_normal"
   zero_init_residual: bool = False
+  downsample_in: str = "3x3"
+  conv_bias: bool = False
+  bn_epsilon: float = 1e-5
+  preprocess: str | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -59,21 +71,25 @@ class ResNet(nn.Module):
       raise ValueError(f"resnet: stem must be one of {list(_STEMS)}, got {self.stem!r}")
     y = _checks.images("resnet", x)
     _checks.channels("resnet", self, y, ("stem_conv",))
+    y = preprocess_images(y, check_preprocess(self.preprocess, "resnet: preprocess"))
     if self.stem == "imagenet":
-      y = Conv(self.width, (7, 7), strides=2, padding=3, use_bias=False,
+      y = Conv(self.width, (7, 7), strides=2, padding=3, use_bias=self.conv_bias,
                kernel_init=self.kernel_init, name="stem_conv")(y)
     else:
-      y = Conv(self.width, (3, 3), padding=1, use_bias=False, kernel_init=self.kernel_init,
+      y = Conv(self.width, (3, 3), padding=1, use_bias=self.conv_bias, kernel_init=self.kernel_init,
                name="stem_conv")(y)
-    y = nn.relu(BatchNorm(use_running_average=not train, name="stem_bn")(y))
+    y = nn.relu(BatchNorm(use_running_average=not train, epsilon=self.bn_epsilon, name="stem_bn")(y))
     if self.stem == "imagenet":
       y = max_pool(y, 3, strides=2, padding=1)
     block_cls = _BLOCKS[self.block]
+    options = dict(kernel_init=self.kernel_init, zero_init_residual=self.zero_init_residual,
+                   conv_bias=self.conv_bias, bn_epsilon=self.bn_epsilon)
+    if self.block == "bottleneck":
+      options["downsample_in"] = self.downsample_in
     for i, num_blocks in enumerate(self.stage_sizes):
       for j in range(num_blocks):
         y = block_cls(features=self.width * 2**i, strides=2 if i > 0 and j == 0 else 1,
-                      kernel_init=self.kernel_init, zero_init_residual=self.zero_init_residual,
-                      name=f"layer{i + 1}_{j}")(y, train=train)
+                      name=f"layer{i + 1}_{j}", **options)(y, train=train)
     y = global_avg_pool(y)
     return Dense(self.num_classes, kernel_init=self.kernel_init, name="fc")(y).astype(jnp.float32)
 

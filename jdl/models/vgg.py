@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from jdl.models import _checks
 from jdl.models._registry import register
 from jdl.nn.initializers import Initializer
+from jdl.nn.preprocessing import check_preprocess, preprocess_images
 from jdl.nn.layers import BatchNorm, Conv, Dense, adaptive_avg_pool, max_pool
 
 # Channels of the 3×3 convolutions; 0 marks a 2×2 max-pool (torchvision's "M").
@@ -42,6 +43,8 @@ class VGG(nn.Module):
     pool_size: side of the adaptive average pool before the classifier (7).
     dropout: dropout rate after each hidden fully connected layer (0.5).
     kernel_init: initializer name or function for every kernel.
+    preprocess: the input normalisation applied first to images in [0, 1]
+      (``jdl.nn.preprocessing``: ``"torchvision"``, ``"caffe"``, ``"tf"``), or None.
   """
 
   num_classes: int
@@ -51,11 +54,13 @@ class VGG(nn.Module):
   pool_size: int = 7
   dropout: float = 0.5
   kernel_init: str | Initializer = "he_normal"
+  preprocess: str | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     y = _checks.images("vgg", x)
     _checks.channels("vgg", self, y, ("conv_0",))
+    y = preprocess_images(y, check_preprocess(self.preprocess, "vgg: preprocess"))
     _checks.min_spatial("vgg", y, 2 ** sum(1 for c in self.config if c == 0))
     i = 0
     for channels in self.config:
