@@ -21,8 +21,9 @@ import ml_collections
 
 # Where `jdl train NAME` looks for NAME.py, after ./experiments.
 _PACKAGE_EXPERIMENTS = pathlib.Path(__file__).resolve().parent.parent / "experiments"
-# Sub-dicts whose keys are free-form (a model's or optimizer's own options).
-_OPEN_KEYS = ("model.options", "optimizer.hparams", "optimizer.schedule", "loss_options", "losses", "loss_weights")
+# Sub-dicts whose keys are free-form (a model's or optimizer's own options): replaced whole, not merged.
+OPEN_KEYS = ("model.options", "optimizer.hparams", "optimizer.schedule", "optimizer.groups", "loss_options", "losses",
+              "loss_weights")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -47,6 +48,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.eval_batch_size = 1000
   c.data.on_device = "auto"  # 'auto' | 'true' | 'false'
   c.data.transform = ""  # a jdl.data.transforms name applied to every split after loading; '' = none
+  # Some classes only (ids or names, renumbered 0..k-1 in this order) in every split; () = all.
+  c.data.classes = ()
+  # Training examples kept per class, drawn with the seed (few-label training); 0 = all.
+  c.data.train_per_class = 0
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "mlp"
@@ -69,7 +74,19 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.schedule = ml_collections.ConfigDict()  # empty: constant learning rate
   c.optimizer.clip_global_norm = ml_collections.config_dict.placeholder(float)  # None: no clipping
   c.optimizer.accumulate_steps = 1
-  c.optimizer.freeze = ()  # parameter path globs that stay fixed
+  c.optimizer.freeze = ()  # parameter path globs that stay fixed (their BatchNorm layers in inference mode)
+  # Parameter groups with their own learning rate, e.g. {"backbone": {"params": ("layer*",),
+  # "learning_rate_scale": 0.1, "start_epoch": 3}}: the group trains at 0.1x the rate from epoch 3 on.
+  c.optimizer.groups = ml_collections.ConfigDict()
+
+  # Transfer learning (docs/transfer.md): start from a jdl run directory or a PyTorch/Keras
+  # weights file of the same model; parameters matching init_from_skip's globs (a new head)
+  # keep their fresh initialisation.
+  c.init_from = ""
+  c.init_from_skip = ()
+  # With everything but the head frozen: the backbone's features computed once per split,
+  # the head trained on them.
+  c.cache_features = False
 
   c.epochs = 5
   # A non-finite training loss: 'raise' (an error naming the step), 'skip' (non-finite
@@ -357,7 +374,7 @@ def apply_override(config: ml_collections.ConfigDict, key: str, text: str) -> No
   value = _parse_value(text)
   parent = ".".join(parts[:-1])
   if leaf not in node:
-    if parent not in _OPEN_KEYS:
+    if parent not in OPEN_KEYS:
       raise ValueError(f"--config.{key}: no field {key!r}{_did_you_mean(leaf, node)}; known fields"
                        f"{' of ' + parent if parent else ''}: {', '.join(sorted(node.keys()))}")
     with node.unlocked():
@@ -375,8 +392,13 @@ def apply_override(config: ml_collections.ConfigDict, key: str, text: str) -> No
   if isinstance(current, tuple) and isinstance(value, str):
     value = (value,)  # --config.metrics=auroc
   if isinstance(current, ml_collections.ConfigDict):
-    raise TypeError(f"--config.{key}: is a group of fields ({', '.join(sorted(current.keys()))}); "
-                    "set its fields one by one")
+    if key in OPEN_KEYS and isinstance(value, dict):  # a free-form group replaced whole: --config.model.options={}
+      with node.unlocked():
+        node[leaf] = ml_collections.ConfigDict(value)
+      return
+    whole = f", or replace it whole with a dict (--config.{key}={{}} empties it)" if key in OPEN_KEYS else ""
+    raise TypeError(f"--config.{key}: is a group of fields ({', '.join(sorted(current.keys())) or 'none'}); "
+                    f"set its fields one by one{whole}")
   if current is None and isinstance(value, int) and not isinstance(value, bool):
     try:  # a typed placeholder such as clip_global_norm: float
       node[leaf] = value
@@ -439,7 +461,7 @@ def _check_known_fields(config: Any, base: Any, prefix: str = "") -> None:
       raise ValueError(f"config: no field {name!r}{_did_you_mean(str(key), base)} (set in the experiment file); "
                        f"known fields{' of ' + prefix[:-1] if prefix else ''}: {', '.join(sorted(base.keys()))}")
     value = config[key]
-    if isinstance(value, ml_collections.ConfigDict) and name not in _OPEN_KEYS and isinstance(
+    if isinstance(value, ml_collections.ConfigDict) and name not in OPEN_KEYS and isinstance(
         base[key], ml_collections.ConfigDict):
       _check_known_fields(value, base[key], f"{name}.")
 
@@ -494,6 +516,13 @@ def check(config: ml_collections.ConfigDict) -> None:
     from jdl.data import augment  # pylint: disable=g-import-not-at-top
 
     augment.parse(spec)
+  _int_at_least(config, "data.train_per_class", 0)
+  from jdl.train import transfer  # pylint: disable=g-import-not-at-top
+
+  transfer.check_init_from(config)
+  cache = _get(config, "cache_features")
+  if cache is not _MISSING and not isinstance(cache, bool):
+    raise TypeError(f"cache_features: expected true or false, got {cache!r}")
   _int_at_least(config, "diagnostics.examples", 1)
   _int_at_least(config, "diagnostics.every", 1)
   for key in ("adversarial.eps", "adversarial.step_size"):

@@ -1259,7 +1259,68 @@ def _linear(learning_rate: float, total_steps: int | None, *, decay_steps: int |
 # The config-level builder.
 # --------------------------------------------------------------------------- #
 
-CONFIG_KEYS = ("name", "learning_rate", "hparams", "schedule", "clip_global_norm", "accumulate_steps", "freeze")
+CONFIG_KEYS = ("name", "learning_rate", "hparams", "schedule", "clip_global_norm", "accumulate_steps", "freeze",
+               "groups")
+GROUP_KEYS = ("params", "learning_rate_scale", "start_epoch")
+
+
+def param_groups(inner: optax.GradientTransformation, groups: Mapping[str, Any], *, updates_per_epoch: int | None = None,
+                 where: str = "groups") -> optax.GradientTransformation:
+  """``inner`` with its learning rate scaled per parameter group, and groups that start late.
+
+  Fine-tuning's classic recipe: the new head at the full rate, the pretrained
+  layers at a tenth of it, the lowest ones not at all, or only from a later
+  epoch on (gradual unfreezing). Each group runs its own copy of ``inner``
+  (its own moments) whose updates are multiplied by ``learning_rate_scale``
+  (for optax's optimizers, exactly a learning rate that many times smaller:
+  the rate is their last factor), and by 0 before ``start_epoch``. Parameters
+  in no group use ``inner`` as it is.
+
+  Args:
+    inner: the optimizer.
+    groups: ``{name: {"params": globs, "learning_rate_scale": float (1.0),
+      "start_epoch": int (0)}}``; a parameter belongs to the first group whose
+      globs match its ``'/'``-joined path.
+    updates_per_epoch: optimizer updates per epoch (needed for ``start_epoch``).
+    where: the name used in error messages.
+
+  Returns:
+    the partitioned transformation.
+  """
+  checked: dict[str, tuple[tuple[str, ...], float, int]] = {}
+  for name, group in groups.items():
+    group = _as_dict(where, f"groups.{name}", group)
+    unknown = sorted(set(group) - set(GROUP_KEYS))
+    if unknown:
+      raise ValueError(f"{where}: group {name!r} has unknown keys {unknown}; known keys: {', '.join(GROUP_KEYS)}")
+    if name in ("default", "frozen", "trainable"):
+      raise ValueError(f"{where}: {name!r} is reserved; name the group otherwise")
+    patterns = _check_patterns(where, f"groups.{name}.params", group.get("params", ()))
+    if not patterns:
+      raise ValueError(f"{where}: group {name!r} needs params (path globs)")
+    scale = _check_real(where, f"groups.{name}.learning_rate_scale", group.get("learning_rate_scale", 1.0), low=0.0)
+    start = _check_int(where, f"groups.{name}.start_epoch", group.get("start_epoch", 0), low=0)
+    if start and updates_per_epoch is None:
+      raise ValueError(f"{where}: group {name!r} starts at epoch {start}; pass updates_per_epoch")
+    checked[name] = (patterns, scale, start)
+  if not checked:
+    return inner
+  masks = {name: path_mask(patterns, where=f"{where} group {name!r}") for name, (patterns, _, _) in checked.items()}
+
+  def labels(params: Any) -> Any:
+    marks = {name: jax.tree.leaves(mask(params)) for name, mask in masks.items()}
+    flat, treedef = jax.tree.flatten(params)
+    return jax.tree.unflatten(treedef, [next((n for n in checked if marks[n][i]), "default") for i in range(len(flat))])
+
+  transforms: dict[str, optax.GradientTransformation] = {"default": inner}
+  for name, (_, scale, start) in checked.items():
+    if start:
+      first = start * updates_per_epoch
+      factor = optax.scale_by_schedule(lambda count, s=scale, f=first: jnp.where(count < f, 0.0, s))
+    else:
+      factor = optax.scale(scale)
+    transforms[name] = optax.chain(inner, factor)
+  return optax.partition(transforms, labels)
 
 
 def _as_dict(where: str, arg: str, value: Any) -> dict[str, Any]:
@@ -1315,7 +1376,8 @@ def learning_rate_fn(cfg: Mapping[str, Any] | Any, *, total_steps: int | None = 
   return lambda step: float(learning_rate(int(step) // accumulate))
 
 
-def from_config(cfg: Mapping[str, Any] | Any, *, total_steps: int | None = None) -> optax.GradientTransformation:
+def from_config(cfg: Mapping[str, Any] | Any, *, total_steps: int | None = None,
+                steps_per_epoch: int | None = None) -> optax.GradientTransformation:
   """Builds the training optimizer from a config.
 
   ``cfg`` (a dict or ``ml_collections.ConfigDict``)::
@@ -1326,11 +1388,13 @@ def from_config(cfg: Mapping[str, Any] | Any, *, total_steps: int | None = None)
      "schedule": {"name": "warmup_cosine", "warmup_steps": 100},   # or "cosine", or None
      "clip_global_norm": 1.0,           # or None
      "accumulate_steps": 4,             # MultiSteps over 4 micro-batches; 1 = off
-     "freeze": ["encoder", "*/bias"]}   # path globs; frozen params never change
+     "freeze": ["encoder", "*/bias"],   # path globs; frozen params never change
+     "groups": {"backbone": {"params": ["layer*"], "learning_rate_scale": 0.1, "start_epoch": 2}}}
 
-  The chain, innermost first: global-norm clip → base optimizer (its learning
-  rate is the schedule, whose peak is ``learning_rate``) → freezing partition
-  (frozen parameters get zero updates and no state) → ``optax.MultiSteps``.
+  The chain, innermost first: base optimizer (its learning rate is the
+  schedule, whose peak is ``learning_rate``), per group (``param_groups``) →
+  global-norm clip → freezing partition (frozen parameters get zero updates
+  and no state) → ``optax.MultiSteps``.
 
   Steps: schedules count optimizer *updates*. ``total_steps`` is the number of
   train-step calls (``epochs × steps_per_epoch``); with ``accumulate_steps=k``
@@ -1341,6 +1405,7 @@ def from_config(cfg: Mapping[str, Any] | Any, *, total_steps: int | None = None)
     cfg: the optimizer config; unknown keys are an error.
     total_steps: train-step calls of the run, or None when unknown (then
       decaying schedules need an explicit ``decay_steps``).
+    steps_per_epoch: train-step calls per epoch (for the groups' ``start_epoch``).
 
   Returns:
     the ``optax.GradientTransformation`` (a ``MultiSteps`` transformation when
@@ -1361,6 +1426,11 @@ def from_config(cfg: Mapping[str, Any] | Any, *, total_steps: int | None = None)
   learning_rate, accumulate = _learning_rate(where, cfg, spec, total_steps)
 
   tx = create(spec.name, learning_rate=learning_rate, **hparams)
+  groups = cfg.get("groups") or {}
+  if groups:
+    groups = _as_dict(where, "groups", groups)
+    tx = param_groups(tx, groups, where=f"{where}: groups",
+                      updates_per_epoch=None if steps_per_epoch is None else max(1, steps_per_epoch // accumulate))
   clip = cfg.get("clip_global_norm")
   if clip is not None:
     clip = _check_real(where, "clip_global_norm", clip, low=0.0, low_open=True)

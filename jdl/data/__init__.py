@@ -15,6 +15,7 @@ when needed.
 
 from jdl.data.catalog import DatasetInfo
 from jdl.data.core import data_source, info, list_datasets, load, prepare
+from jdl.data.folder import register_folder
 from jdl.data.idx import read_idx, write_idx
 from jdl.data.sources import tfds_data_dir
 from jdl.data.tabular import target_stats
@@ -30,6 +31,7 @@ __all__ = [
     "prepare",
     "read_idx",
     "register",
+    "register_folder",
     "target_stats",
     "tfds_data_dir",
     "write_idx",

@@ -17,6 +17,7 @@ imports it only when a dataset has to be prepared or read from its array_record 
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 from typing import Any
@@ -169,8 +170,57 @@ class JdlMnist1d(_JdlBuilder):
       yield i, {"inputs": inputs[i], "label": int(labels[i])}
 
 
-# jdl dataset name -> (builder class, config name or None).
-BUILDERS: dict[str, tuple[type[tfds.core.GeneratorBasedBuilder], str | None]] = {
+@dataclasses.dataclass(eq=False)
+class _FolderConfig(tfds.core.BuilderConfig):
+  """A folder of images, named after a hash of its listing and options (jdl.data.folder)."""
+
+  jdl_info: Any = None
+
+
+class JdlImageFolder(_JdlBuilder):
+  """A folder of class folders of images, decoded by ``jdl.data.register_folder`` (Pillow, no TensorFlow)."""
+
+  from jdl.data import folder as _folder  # pylint: disable=g-import-not-at-top
+
+  VERSION = tfds.core.Version(_folder.VERSION)
+  RELEASE_NOTES = {"1.0.0": "uint8 images, center-cropped and resized with Pillow; labels from the folders' names."}
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    meta = self.builder_config.jdl_info
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=meta.description,
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Tensor(shape=meta.input_shape, dtype=np.uint8,
+                                          encoding=tfds.features.Encoding.BYTES),
+            "label": _label_feature(meta),
+        }),
+        supervised_keys=("image", "label"),
+        disable_shuffling=True,
+    )
+
+  def _split_generators(self, dl_manager: Any) -> dict[str, Any]:
+    del dl_manager
+    from jdl.data import folder  # pylint: disable=g-import-not-at-top
+
+    return {split: self._generate_examples(images, labels)
+            for split, (images, labels) in folder.pending(self.builder_config.name).items() if len(labels)}
+
+  def _generate_examples(self, images: np.ndarray, labels: np.ndarray) -> Any:
+    for i in range(images.shape[0]):
+      yield i, {"image": images[i], "label": int(labels[i])}
+
+
+def image_folder_builder() -> type[tfds.core.GeneratorBasedBuilder]:
+  return JdlImageFolder
+
+
+def image_folder_config(name: str, info: catalog.DatasetInfo) -> tfds.core.BuilderConfig:
+  return _FolderConfig(name=name, description=info.description, jdl_info=info)
+
+
+# jdl dataset name -> (builder class, config name, or a config object, or None).
+BUILDERS: dict[str, tuple[type[tfds.core.GeneratorBasedBuilder], Any]] = {
     **{name: (JdlIdxImages, name) for name in _IDX_CONFIGS},
     "mnist1d": (JdlMnist1d, None),
 }

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from jdl.data import cache, catalog, sources, splits, tabular, user
+from jdl.data import cache, catalog, folder, sources, splits, tabular, user
 from jdl.data.catalog import DatasetInfo
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,8 @@ def list_datasets() -> list[str]:
 def _check_name(name: str, caller: str | None = None) -> str:
   if isinstance(name, str) and name.startswith(user.NPZ_PREFIX):
     user.ensure_npz(name)
+  if isinstance(name, str) and name.startswith(folder.FOLDER_PREFIX):
+    folder.ensure_folder(name)
   catalog.CATALOG.entry(name, caller)
   return name
 
@@ -48,6 +50,17 @@ def _check_split(name: str, split: str) -> None:
   for s in splits.parse(split):
     if s.split not in known:
       raise ValueError(f"split {split!r}: dataset {name!r} has no split {s.split!r}; available: {', '.join(known)}")
+
+
+@contextlib.contextmanager
+def _quiet_absl() -> Iterator[None]:
+  absl = logging.getLogger("absl")
+  level = absl.level
+  absl.setLevel(max(level, logging.ERROR))
+  try:
+    yield
+  finally:
+    absl.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -82,14 +95,16 @@ def _preserve_global_rngs() -> Iterator[None]:
 @contextlib.contextmanager
 def _prepare_lock(name: str, tfds_dir: Path) -> Iterator[None]:
   """Serializes preparation of ``name`` across processes sharing ``tfds_dir`` (POSIX file lock)."""
-  lock_dir = sources.download_dir(name, tfds_dir).parent
+  location = catalog.TFDS_LOCATIONS[name]
+  lock_dir = tfds_dir / "downloads" / "jdl"
   lock_dir.mkdir(parents=True, exist_ok=True)
+  lock_name = f"{location.builder}.{location.config or 'default'}.{location.version}"  # a file name for any dataset name
   try:
     import fcntl
   except ImportError:  # Not POSIX: no inter-process lock.
     yield
     return
-  with open(lock_dir / f"{name}.lock", "a") as f:
+  with open(lock_dir / f"{lock_name}.lock", "a") as f:
     fcntl.flock(f.fileno(), fcntl.LOCK_EX)
     try:
       yield
@@ -114,7 +129,8 @@ def _make_builder(name: str, tfds_dir: Path, *, download: bool | None = None, ve
   kwargs: dict[str, Any] = {"data_dir": os.fspath(tfds_dir), "file_format": "array_record"}
   if config is not None:
     kwargs["config"] = config
-  builder = cls(**kwargs)
+  with _quiet_absl():  # "Using custom data configuration": a folder's config is built per folder, on purpose
+    builder = cls(**kwargs)
   builder.jdl_download = download
   builder.jdl_verify = verify
   return builder

@@ -254,6 +254,13 @@ _KERAS: dict[str, _Arch] = {
     "mobilenet_v2": _Arch("mobilenet_v2", ("classifier",), {"padding": "same", "bn_epsilon": 1e-3}, _keras_mobilenet_v2),
 }
 _KERAS_PREPROCESS = {"vgg16": "caffe", "vgg19": "caffe", "resnet50": "caffe", "resnet101": "caffe", "mobilenet_v2": "tf"}
+
+
+def keras_preprocess(model: str) -> str | None:
+  """What ``keras.applications``' ``preprocess_input`` does for ``model`` (None: not a loadable Keras model)."""
+  return _KERAS_PREPROCESS.get(model.lower()) if isinstance(model, str) else None
+
+
 _KERAS_NOT_LOADABLE = {
     "resnet50v2": "Keras' ResNet50V2 is the pre-activation ResNet (BatchNorm and ReLU before each convolution); "
                   "the zoo's ResNet is post-activation",

@@ -124,11 +124,11 @@ def _learning_rate_fn(config: ml_collections.ConfigDict, train_data: Mapping[str
   return optim.learning_rate_fn(_optimizer_dict(config), total_steps=steps * config.epochs)
 
 
-def build_optimizer(config: ml_collections.ConfigDict, total_steps: int):
+def build_optimizer(config: ml_collections.ConfigDict, total_steps: int, steps_per_epoch: int | None = None):
   """The optax chain the config's ``optimizer`` group describes."""
   from jdl import optim  # pylint: disable=g-import-not-at-top
 
-  return optim.from_config(_optimizer_dict(config), total_steps=total_steps)
+  return optim.from_config(_optimizer_dict(config), total_steps=total_steps, steps_per_epoch=steps_per_epoch)
 
 
 def load_splits(config: ml_collections.ConfigDict) -> tuple[dict[str, dict[str, np.ndarray]], Any]:
@@ -150,6 +150,15 @@ def load_splits(config: ml_collections.ConfigDict) -> tuple[dict[str, dict[str, 
         out[role] = cache[split]
     distributed.barrier(f"jdl_data_{turn}")
   _note_overlaps(config, info)
+  from jdl.data import subsets  # pylint: disable=g-import-not-at-top
+
+  classes = subsets.check_classes(tuple(config.data.get("classes", ()) or ()), info)
+  per_class = config.data.get("train_per_class", 0) or 0
+  if classes:
+    out = {role: subsets.select_classes(arrays, classes) for role, arrays in out.items()}
+    info = subsets.subset_info(info, classes)
+  if per_class:
+    out["train"] = subsets.per_class(out["train"], per_class, seed=config.seed)
   return out, info
 
 
@@ -314,12 +323,17 @@ def ensemble_callbacks(config: ml_collections.ConfigDict, model: Any, input_key:
 
 
 def training_apply(config: ml_collections.ConfigDict, model: Any) -> Any:
-  """The ``apply`` the steps call: ``model.apply``, fake-quantized under quantization-aware training."""
+  """The ``apply`` the steps call: ``model.apply``, fake-quantized under quantization-aware training, with
+  frozen BatchNorm layers in inference mode."""
+  from jdl.train import transfer  # pylint: disable=g-import-not-at-top
+
+  apply_fn = model.apply
   if config.get("quantization") and config.quantization.get("enabled"):
     from jdl import quantize  # pylint: disable=g-import-not-at-top
 
-    return quantize.fake_quant_apply(model.apply)
-  return model.apply
+    apply_fn = quantize.fake_quant_apply(apply_fn)
+  freeze = config.optimizer.get("freeze", ()) or ()
+  return transfer.frozen_batch_norm(apply_fn, (freeze,) if isinstance(freeze, str) else tuple(freeze))
 
 
 def build_eval_step(config: ml_collections.ConfigDict, info: Any, model: Any, metric_specs: Any = None, *,
@@ -452,7 +466,7 @@ def build_model_and_state(config: ml_collections.ConfigDict, info: Any,
   batch_size = config.data.batch_size
   pipeline.check_batch_size(pipeline.num_examples(train_data), batch_size, "data.batch_size")
   steps_per_epoch = pipeline.steps_per_epoch(pipeline.num_examples(train_data), batch_size)
-  tx = build_optimizer(config, total_steps=steps_per_epoch * config.epochs)
+  tx = build_optimizer(config, total_steps=steps_per_epoch * config.epochs, steps_per_epoch=steps_per_epoch)
   if members > 1:
     tx = ensemble_lib.ensemble_optimizer(tx, members, config.optimizer.learning_rate,
                                          tuple(config.ensemble.get("learning_rates", ()) or ()))
@@ -540,6 +554,13 @@ def train_and_evaluate(
   members = ensemble_lib.check(config, task)
   check_data(config, splits, input_key, task, model_outputs(config, info))
   model, tx, state = build_model_and_state(config, info, train_data)
+  from jdl.train import transfer  # pylint: disable=g-import-not-at-top
+
+  head_name = transfer.check_cache_features(config, state.params)
+  # Also on --resume: the checkpoint then replaces the parameters, but cached features come from these.
+  state, init_report = transfer.apply_init_from(config, state, tx)
+  if init_report is not None and primary:
+    workdir_lib.note(init_report.message())
   loss_fn = build_loss(config)
   # Placed before any restore: the checkpoint is read straight into this strategy's shardings.
   state = strategy.place_state(state)
@@ -573,6 +594,14 @@ def train_and_evaluate(
                                     batch_transforms=(*augmentations, *adversarial_transforms(
                                         config, model, input_key, task, train_data[input_key].dtype == np.uint8)))
   eval_step = build_eval_step(config, info, model, metric_specs, axis_name=strategy.axis_name)
+  run_splits, features = splits, None
+  if head_name is not None:  # the frozen backbone once per split; the steps then run the head on its features
+    features = transfer.cache_features(model, {"params": state.params, **(state.model_state or {})}, head_name,
+                                       splits, input_key, int(config.data.eval_batch_size),
+                                       lambda x: step.scale_images({input_key: x}, input_key)[input_key])
+    run_splits = features.splits
+    train_step = train_step.replace(apply_fn=features.apply_fn)
+    eval_step = eval_step.replace(apply_fn=features.apply_fn)
 
   extra_callbacks = robust_accuracy_callbacks(config, model, input_key, splits, task)
   extra_callbacks += diagnostics_callbacks(config, apply_fn, loss_fn, tx, input_key, splits)
@@ -584,15 +613,19 @@ def train_and_evaluate(
     _check_data_fingerprint(workdir, fingerprints, config, resume=run_plan.mode == workdir_lib.RESUME,
                             primary=primary)
     result, early, board = _train(config, workdir, resume=run_plan.mode == workdir_lib.RESUME, primary=primary,
-                           state=state, train_step=train_step, eval_step=eval_step, splits=splits,
+                           state=state, train_step=train_step, eval_step=eval_step, splits=run_splits,
                            strategy=strategy, checkpoint_monitor=checkpoint_monitor, early_monitor=early_monitor,
                            progress=progress,
                            on_device=on_device, interrupt=guard.requested, extra_callbacks=extra_callbacks)
-    summary = _finish(config, workdir, result, early, board=board, splits=splits, eval_step=eval_step, strategy=strategy,
-                      primary=primary, data_seconds=data_seconds, wall_start=wall_start, test_figures=figures,
-                      engine={"data_on_device": result.data_on_device,
-                              "conv": "jdl_cpu" if conv_lib.use_canonical_path() else "lax",
-                              "compilation_cache": str(cache_dir) if cache_dir else None})
+    engine = {"data_on_device": result.data_on_device,
+              "conv": "jdl_cpu" if conv_lib.use_canonical_path() else "lax",
+              "compilation_cache": str(cache_dir) if cache_dir else None}
+    if features is not None:
+      engine["cached_features"] = features.to_json()
+    summary = _finish(config, workdir, result, early, board=board, splits=run_splits, eval_step=eval_step,
+                      strategy=strategy, primary=primary, data_seconds=data_seconds, wall_start=wall_start,
+                      test_figures=figures, engine=engine,
+                      extra={"init_from": init_report.to_json()} if init_report is not None else {})
     return summary
 
 
@@ -743,7 +776,7 @@ def _train(config, workdir, *, resume, primary, state, train_step, eval_step, sp
 
 
 def _finish(config, workdir, result, early, *, board=None, splits, eval_step, strategy, primary, data_seconds, wall_start,
-            engine, test_figures=()):
+            engine, test_figures=(), extra=None):
   """Evaluates on the test split and writes summary.json and the curves."""
   # Throughput and training time of the whole run, every resumed part included.
   history = result.history
@@ -764,6 +797,7 @@ def _finish(config, workdir, result, early, *, board=None, splits, eval_step, st
       # Which paths ran: the epoch as a device-resident scan (or streamed batches), the
       # convolution implementation (jdl.nn.conv), the compilation cache.
       "engine": engine,
+      **(extra or {}),
   }
   if result.nonfinite is not None:
     summary["nonfinite"] = result.nonfinite

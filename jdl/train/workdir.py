@@ -204,9 +204,19 @@ def config_from_disk(path: str | os.PathLike[str], template: ml_collections.Conf
   if stored is None:
     raise FileNotFoundError(f"workdir: {path} holds no {CONFIG}; there is no run to resume there")
   _check_same_experiment(path, stored, template)
+  from jdl.config import OPEN_KEYS  # pylint: disable=g-import-not-at-top
+
   config = ml_collections.ConfigDict(template.to_dict())
+  stored = _tuples(stored)
+  for key in OPEN_KEYS:  # the run's own options, not the template's merged with them
+    group, _, leaf = key.rpartition(".")
+    source = stored.get(group, {}) if group else stored
+    target = config.get(group) if group else config
+    if isinstance(source, Mapping) and isinstance(source.get(leaf), Mapping) and target is not None and leaf in target:
+      with target.unlocked():
+        target[leaf] = ml_collections.ConfigDict(dict(source[leaf]))
   try:
-    config.update(_tuples(stored))
+    config.update(stored)
   except (TypeError, ValueError) as e:
     raise ValueError(f"workdir: {path / CONFIG} does not fit the experiment's config ({e})") from None
   return config
