@@ -43,8 +43,28 @@ def test_the_python_blocks_of_a_page_run(workspace, page):
   if page.name == "quantization.md" and not (where / "runs/cnn/export").exists():  # its shell commands, first
     assert cli.main(["quantize", "runs/cnn", "--calibration-batches", "2", "--no-speed"]) == 0
     assert cli.main(["export", "runs/cnn", "--int8"]) == 0
+  if page.name == "transfer.md" and not (where / "resnet18.pth").exists():  # the files its blocks name
+    _transfer_files(where)
   namespace = {"__name__": f"docs_{page.stem}"}
   found = blocks(page)
   assert found
   for i, code in enumerate(found):
     exec(compile(code, f"{page.relative_to(ROOT)} block {i}", "exec"), namespace)  # pylint: disable=exec-used
+
+
+def _transfer_files(where):
+  """A torchvision-layout ResNet-18 state dict (random weights) and a folder of cat and dog images."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  import _torchvision_layouts  # pylint: disable=g-import-not-at-top
+
+  torch.manual_seed(0)
+  torch.save(_torchvision_layouts.resnet18().state_dict(), where / "resnet18.pth")
+  rng = np.random.default_rng(0)
+  for k, name in enumerate(("cat", "dog")):
+    (where / "pets" / name).mkdir(parents=True)
+    for i in range(5):
+      pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8) // (k + 1)
+      Image.fromarray(pixels).save(where / "pets" / name / f"{i}.png")

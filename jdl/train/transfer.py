@@ -197,7 +197,7 @@ def apply_init_from(config: ml_collections.ConfigDict, state: Any, tx: Any) -> t
   total_values = sum(int(np.prod(v.shape)) for v in target.values())
   kept_values = sum(int(np.prod(target[p].shape)) for p in target if skipped(p))
   report = InitReport(source=str(path), taken_arrays=len(target) - len(kept), taken_values=total_values - kept_values,
-                      total_arrays=len(target), total_values=total_values, kept=kept)
+                      total_arrays=len(target), total_values=total_values, kept=sorted(kept))
   new_state = state.replace(params=params, opt_state=tx.init(params), model_state=variables or state.model_state)
   return new_state, report
 
