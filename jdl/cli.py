@@ -291,6 +291,7 @@ def _cmd_eval(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
   metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
   if metrics is not None:
+    runs.import_run_code(pathlib.Path(args.run_dir))  # the run's own metrics are known by name
     jdl.metrics.parse_specs(tuple(metrics))  # a misspelt metric fails before the run is loaded
   run = runs.load_run(args.run_dir, _epoch_arg(args.epoch))
   out = run.evaluate(args.split, metrics=metrics)
@@ -527,7 +528,17 @@ def build_parser() -> argparse.ArgumentParser:
                      ("report", "write report.md and report.html for a results directory")):
     bench_cmd = bench_sub.add_parser(name, help=text, add_help=False)  # jdl.bench.cli parses the arguments
     bench_cmd.set_defaults(fn=_cmd_bench)
+  for command in sub.choices.values():  # main() takes it off the line first; here for --help
+    if command is not bench:
+      command.add_argument("--import", dest="imports", action="append", metavar="FILE_OR_MODULE", default=[],
+                           help=IMPORT_HELP)
+  parser.add_argument("--import", dest="imports", action="append", metavar="FILE_OR_MODULE", default=[],
+                      help=IMPORT_HELP)
   return parser
+
+
+IMPORT_HELP = ("your own file (my_parts.py) or module to import first, so that the models, datasets, losses, "
+               "metrics, optimizers and callbacks it registers are known by name (repeatable; anywhere on the line)")
 
 
 def _take_imports(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -573,7 +584,13 @@ def main(argv: Sequence[str] | None = None) -> int:
   if argv[:1] == ["summary"]:  # its own parser takes every argument, --help and --list first included
     from jdl.models import summary_main  # pylint: disable=g-import-not-at-top
 
-    return summary_main(argv[1:])
+    try:
+      return summary_main(argv[1:])
+    except (ValueError, TypeError, KeyError, OSError, ImportError) as e:
+      if os.environ.get("JDL_DEBUG"):
+        raise
+      print(f"jdl summary: error: {e}", file=sys.stderr)
+      return 2
   parser = build_parser()
   args, extra = parser.parse_known_args(argv)
   try:

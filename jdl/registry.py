@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -48,7 +49,7 @@ class Entry(Generic[T]):
 
 
 def _origin(obj: Any) -> tuple[Any, ...] | None:
-  """Where ``obj`` was defined (module, qualified name, file, first line), or None when unknown.
+  """Where ``obj`` was defined (qualified name, file and first line), or None when unknown.
 
   Two objects with the same origin are the same definition run twice (a file
   imported again, a cell re-run); partials compare by their function's origin
@@ -68,9 +69,12 @@ def _origin(obj: Any) -> tuple[Any, ...] | None:
   if module is None or qualname is None:
     return None
   code = getattr(target, "__code__", None)
-  where = (code.co_filename, code.co_firstlineno) if code is not None else ()
+  # The file, not the module's name: a file imported as a module and again by path (--import my_parts.py)
+  # runs under two names, and is still one definition.
+  file = getattr(sys.modules.get(module), "__file__", None)
+  where = (code.co_filename, code.co_firstlineno) if code is not None else (file,) if file else (module,)
   owned = _origin(owner) if isinstance(owner, type) else ()
-  return (module, qualname, where, owned)
+  return (qualname, where, owned)
 
 
 def same_definition(old: Any, new: Any) -> bool:
@@ -79,6 +83,22 @@ def same_definition(old: Any, new: Any) -> bool:
     return True
   origin = _origin(old)
   return origin is not None and origin == _origin(new)
+
+
+_ALL: list[Registry[Any]] = []
+
+
+def _article(word: str) -> str:
+  return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+@contextlib.contextmanager
+def scoped_all() -> Iterator[None]:
+  """Within the block, registrations in every registry are temporary (for tests: nothing leaks between them)."""
+  with contextlib.ExitStack() as stack:
+    for registry in list(_ALL):
+      stack.enter_context(registry.scoped())
+    yield
 
 
 class Registry(Mapping[str, T]):
@@ -106,6 +126,7 @@ class Registry(Mapping[str, T]):
     self._same = same
     self._entries: dict[str, Entry[T]] = {}
     self._sealed = False
+    _ALL.append(self)
 
   # -- Mapping ------------------------------------------------------------------------------------------------ #
   def __getitem__(self, name: str) -> T:
@@ -144,7 +165,7 @@ class Registry(Mapping[str, T]):
         self._entries[name] = Entry(obj, dict(meta), old.builtin)
         return obj
       origin = "built-in " if old.builtin else ""
-      raise ValueError(f"{self._where}: a {self.kind} named {name!r} is already registered (the {origin}"
+      raise ValueError(f"{self._where}: {_article(self.kind)} {self.kind} named {name!r} is already registered (the {origin}"
                        f"{old.obj!r}); pass overwrite=True to replace it, or choose another name")
     self._entries[name] = Entry(obj, dict(meta), builtin=not self._sealed)
     return obj
@@ -204,7 +225,7 @@ class Registry(Mapping[str, T]):
     prefix = f"{caller}: " if caller else ""
     hint = f"; {self._hint}" if self._hint else ""
     return ValueError(f"{prefix}unknown {self.kind} {name!r}; known {self.plural}: {self.describe()}{mean}{hint}. "
-                      f"{'An' if self.kind[0] in 'aeiou' else 'A'} {self.kind} defined in your own file is found once the file is imported "
+                      f"{_article(self.kind).capitalize()} {self.kind} defined in your own file is found once the file is imported "
                       "(--import FILE, or config.imports)")
 
   def names(self) -> list[str]:

@@ -17,6 +17,15 @@ from jdl.data import write_idx  # noqa: E402
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
+@pytest.fixture(autouse=True)
+def _registrations_stay_in_their_test():
+  """What a test registers (a user's file imported by cli.main, a docs page) is undone after it."""
+  from jdl.registry import scoped_all  # pylint: disable=g-import-not-at-top
+
+  with scoped_all():
+    yield
+
+
 @pytest.fixture
 def rng():
   return jax.random.key(0)

@@ -62,15 +62,16 @@ def _both(case):
 def test_values_and_gradients_equal_lax(case):
   x, w = _inputs(case)
   ref, ours = _both(case)
-  np.testing.assert_allclose(ours(x, w), ref(x, w), rtol=1e-5, atol=1e-5)
-  probe = jax.random.normal(jax.random.key(3), ref(x, w).shape)
+  np.testing.assert_allclose(jax.jit(ours)(x, w), jax.jit(ref)(x, w), rtol=1e-5, atol=1e-5)
+  probe = jax.random.normal(jax.random.key(3), jax.eval_shape(ref, x, w).shape)
   loss_ref = lambda x, w: jnp.sum(ref(x, w) * probe)  # noqa: E731
   loss_ours = lambda x, w: jnp.sum(ours(x, w) * probe)  # noqa: E731
-  for a, b in zip(jax.grad(loss_ours, (0, 1))(x, w), jax.grad(loss_ref, (0, 1))(x, w)):
+  grads = lambda loss: jax.jit(jax.grad(loss, (0, 1)))(x, w)  # noqa: E731  (one compiled program each)
+  for a, b in zip(grads(loss_ours), grads(loss_ref)):
     assert a.shape == b.shape
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
   # Second-order: jax's rules differentiate the canonical backward pass too.
-  hvp = lambda f: jax.grad(lambda x: jnp.sum(jax.grad(f)(x, w) ** 2))(x)  # noqa: E731
+  hvp = lambda f: jax.jit(jax.grad(lambda x: jnp.sum(jax.grad(f)(x, w) ** 2)))(x)  # noqa: E731
   np.testing.assert_allclose(hvp(loss_ours), hvp(loss_ref), rtol=1e-3, atol=1e-3)
 
 

@@ -11,6 +11,7 @@ import re
 import pytest
 
 from jdl import cli
+from jdl.registry import scoped_all
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGES = [p for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -48,8 +49,9 @@ def test_the_python_blocks_of_a_page_run(workspace, page):
   namespace = {"__name__": f"docs_{page.stem}"}
   found = blocks(page)
   assert found
-  for i, code in enumerate(found):
-    exec(compile(code, f"{page.relative_to(ROOT)} block {i}", "exec"), namespace)  # pylint: disable=exec-used
+  with scoped_all():  # what a page registers (README's my_net ...) does not leak into other tests
+    for i, code in enumerate(found):
+      exec(compile(code, f"{page.relative_to(ROOT)} block {i}", "exec"), namespace)  # pylint: disable=exec-used
 
 
 def _transfer_files(where):

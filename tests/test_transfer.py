@@ -19,7 +19,7 @@ from jdl.train import runs, transfer
 CNN = ["--config.model.name=cnn_small", "--config.model.options={'features': (4, 8)}", "--config.model.options.dropout=0.0",
        "--config.data.batch_size=32", "--config.data.eval_batch_size=100", "--config.progress=false",
        "--config.checkpoint.every_seconds=0", "--config.tensorboard=false", "--config.plot=false",
-       "--config.optimizer.name=adam"]
+       "--config.optimizer.name=adam", "--config.strategy=single"]
 BACKBONE = "--config.optimizer.freeze=('conv_0','bn_0','conv_1','bn_1')"
 
 
@@ -228,8 +228,9 @@ def test_torchvision_weights_on_your_own_folder_through_jdl_train(tmp_path, monk
   folder = f"folder:{tmp_path / 'pets'}?size=32"
   common = ["train", "mlp_fashion_mnist", "--workdir", str(tmp_path / "run"), f"--config.data.name={folder}",
             "--config.model.name=resnet18", "--config.model.options={}", "--config.data.batch_size=8",
-            "--config.progress=false", "--config.tensorboard=false", "--config.plot=false", "--config.epochs=15",
-            "--config.optimizer.name=adam", "--config.optimizer.learning_rate=0.05",
+            "--config.progress=false", "--config.tensorboard=false", "--config.plot=false", "--config.epochs=8",
+            "--config.optimizer.name=adam", "--config.optimizer.learning_rate=0.1",
+            "--config.data.eval_split=''", "--config.checkpoint.monitor=''", "--config.strategy=single",
             f"--config.init_from={tmp_path / 'r18.pth'}", "--config.init_from_skip=('fc',)",
             "--config.optimizer.freeze=('stem_*','layer*')", "--config.cache_features=true"]
   assert cli.main(common) == 2  # the weights expect torchvision's normalisation: say so

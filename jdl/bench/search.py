@@ -85,13 +85,18 @@ def register_optimizer(name: str, factory: Factory, *, search_space: Mapping[str
 
   The factory is called directly, ``factory(learning_rate=..., **hparams)``;
   plain optax factories accept arrays, so all K trials of a tuning run share
-  one compiled program. Names registered here shadow ``jdl.optim``'s.
+  one compiled program. A name of ``jdl.optim``'s needs ``overwrite=True`` (yours then shadows it).
   Registering the same factory and spaces again (a file imported twice) is a no-op.
 
   Raises:
     ValueError: the name is taken (and not ``overwrite``), or a bad search space.
   """
   opt = BenchOptimizer(name=name, factory=factory, search_space=dict(search_space), fixed=dict(fixed or {}))
+  import jdl.optim  # pylint: disable=g-import-not-at-top
+
+  if name in jdl.optim.OPTIMIZERS and name not in OPTIMIZERS and not overwrite:
+    raise ValueError(f"register_optimizer: {name!r} is jdl.optim's optimizer, which the benchmark would use; pass "
+                     "overwrite=True to benchmark yours under that name instead, or choose another name")
   return OPTIMIZERS.register(name, opt, overwrite=overwrite)
 
 

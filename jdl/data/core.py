@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from jdl.data import cache, catalog, folder, sources, splits, tabular, user
+from jdl.data import cache, catalog, external, folder, sources, splits, tabular, user
 from jdl.data.catalog import DatasetInfo
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,8 @@ def _check_name(name: str, caller: str | None = None) -> str:
     user.ensure_npz(name)
   if isinstance(name, str) and name.startswith(folder.FOLDER_PREFIX):
     folder.ensure_folder(name)
+  if isinstance(name, str) and name.startswith(external.TFDS_PREFIX):
+    external.ensure_tfds(name)
   catalog.CATALOG.entry(name, caller)
   return name
 

@@ -128,14 +128,16 @@ def _build_info(where: str, name: str, by_split: Mapping[str, Any], *, input_key
 
 def register(name: str, data: Source, *, input_key: str | None = None, label_key: str = "label",
              task: str | None = None, num_classes: int | None = None, class_names: Any = None,
-             description: str = "", overwrite: bool = False) -> DatasetInfo:
+             description: str = "", image_size: Any = None, overwrite: bool = False) -> DatasetInfo:
   """Registers a dataset of your own under ``name``; ``jdl.data.load``, ``jdl train`` and every command find it.
 
   Args:
     name: the name ``config.data.name`` uses.
     data: ``{split: (inputs, labels)}`` or ``{split: {key: array}}`` (any split
       names: ``train``, ``test``, ``validation``...), or a function returning
-      that, called once, here.
+      that, called once, here; or a TFDS ``DatasetBuilder`` (prepared as
+      array_record if it is not, then read without TensorFlow: its supervised
+      input, or its one image, and its ClassLabel; ``jdl.data.external``).
     input_key: the key of the inputs (default: the one key besides
       ``label_key``; ``"inputs"`` for ``(x, y)`` pairs).
     label_key: the key of the targets (loaded as ``"label"``).
@@ -144,6 +146,8 @@ def register(name: str, data: Source, *, input_key: str | None = None, label_key
     num_classes: default: ``len(class_names)``, else the largest label + 1.
     class_names: the classes' names in label order (shown in reports).
     description: a sentence for ``jdl list datasets`` and reports.
+    image_size: a builder's images resized to this side or ``(height, width)``
+      (needed when their sizes vary).
     overwrite: replace a dataset of that name (a built-in one too).
 
   Returns:
@@ -163,7 +167,16 @@ def register(name: str, data: Source, *, input_key: str | None = None, label_key
                     f"got {name!r}")
   options = dict(input_key=input_key, label_key=label_key, task=task, num_classes=num_classes,
                  class_names=class_names, description=description)
-  if callable(data) and not isinstance(data, Mapping):
+  from jdl.data import external  # pylint: disable=g-import-not-at-top
+
+  external.check_image_size(image_size, where)
+  if external.is_builder(data):
+    data, names = external.builder_splits(data, image_size=image_size, where=where)
+    options["class_names"] = class_names if class_names is not None else names
+    options["input_key"] = input_key or next(k for k in next(iter(data.values())) if k != "label")
+  elif image_size is not None:
+    raise ValueError(f"{where}: image_size applies to a TFDS builder's images; resize arrays yourself")
+  elif callable(data) and not isinstance(data, Mapping):
     try:
       data = data()
     except Exception as e:

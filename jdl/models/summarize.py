@@ -257,6 +257,8 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument("--depth", type=int, default=None, help="deepest module level to list")
   parser.add_argument("--train", action="store_true", help="trace the training-mode pass")
   parser.add_argument("--list", action="store_true", help="list the registered models and exit")
+  parser.add_argument("--import", dest="imports", action="append", metavar="FILE_OR_MODULE", default=[],
+                      help="your own file or module to import first (jdl takes it off the line before this parser)")
   return parser
 
 

@@ -51,6 +51,14 @@ class Callback:
   def on_epoch_end(self, run: Run, epoch: int, logs: dict[str, Any]) -> None:
     pass
 
+  def on_chunk_end(self, run: Run, step: int, logs: dict[str, Any]) -> None:
+    """Called at every chunk boundary, ``chunks_per_epoch`` times an epoch (the loop then splits every epoch
+    into that many compiled calls), with ``logs``: ``epoch``, ``step`` (steps done so far, in all epochs),
+    ``train_<metric>`` (the chunk's means) and ``learning_rate`` (of the chunk's last step). These are the
+    metrics the loop reads at the boundary anyway: the hook adds no wait on the device. ``run.state`` is
+    already further on (the next chunk runs while this one is read); reading its arrays waits for it."""
+    del run, step, logs
+
   def epoch_metrics(self, run: Run, epoch: int) -> dict[str, float]:
     """Extra figures of ``epoch`` (e.g. a robust accuracy), merged into its logs before they are written."""
     del run, epoch
@@ -69,6 +77,11 @@ class Callback:
 
   def load_state_dict(self, state: dict[str, Any]) -> None:
     del state
+
+
+def has_chunk_hook(callback: Callback) -> bool:
+  """Whether ``callback`` overrides ``on_chunk_end`` (the loop then cuts every epoch into chunks)."""
+  return getattr(type(callback), "on_chunk_end", Callback.on_chunk_end) is not Callback.on_chunk_end
 
 
 def _check_callback(name: str, factory: Any, meta: Any) -> None:
@@ -367,6 +380,14 @@ class RobustAccuracy(Callback):
       return jnp.sum(attacks.predictions(logits_fn(x_adv)) == y)
 
     self._correct = jax.jit(correct)
+
+  def on_chunk_end(self, run: Run, step: int, logs: dict[str, Any]) -> None:
+    """Called at every chunk boundary, ``chunks_per_epoch`` times an epoch (the loop then splits every epoch
+    into that many compiled calls), with ``logs``: ``epoch``, ``step`` (steps done so far, in all epochs),
+    ``train_<metric>`` (the chunk's means) and ``learning_rate`` (of the chunk's last step). These are the
+    metrics the loop reads at the boundary anyway: the hook adds no wait on the device. ``run.state`` is
+    already further on (the next chunk runs while this one is read); reading its arrays waits for it."""
+    del run, step, logs
 
   def epoch_metrics(self, run: Run, epoch: int) -> dict[str, float]:
     import jdl.optim  # pylint: disable=g-import-not-at-top

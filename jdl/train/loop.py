@@ -32,7 +32,7 @@ import numpy as np
 
 from jdl.data import pipeline
 from jdl.train import parallel, programs
-from jdl.train.callbacks import Callback, Run
+from jdl.train.callbacks import Callback, Run, has_chunk_hook
 from jdl.train.state import TrainState
 
 StepFn = Callable[[TrainState, Mapping[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]
@@ -346,7 +346,9 @@ def fit(
   t0 = time.perf_counter()
   # Chunks let a progress bar move and bound how long an interruption waits for its
   # checkpoint; a short epoch without a bar is one call.
-  num_chunks = choose_chunks(steps, chunks_per_epoch) if progress_.mode == "bar" or steps >= LONG_EPOCH else 1
+  chunk_hooks = [cb for cb in callbacks if has_chunk_hook(cb)]
+  num_chunks = (choose_chunks(steps, chunks_per_epoch) if progress_.mode == "bar" or steps >= LONG_EPOCH or chunk_hooks
+                else 1)
   chunk_len = steps // num_chunks
   if on_device:
     data_dev = strategy.place_data(train_data)
@@ -398,8 +400,14 @@ def fit(
         done = sum(np.size(next(iter(m.values()))) for m in stacked)
         if bad is None:  # checked chunk by chunk: training stops at the end of the first bad chunk
           bad = _first_nonfinite(programs.kept_losses(stacked), epoch, steps)
-        progress_.update(k, {f"train_{m}": float(np.mean(v)) for m, v in host.items()},
-                         done * batch_size / max(elapsed + earlier_seconds, 1e-9))
+        means = {f"train_{m}": float(np.mean(v)) for m, v in host.items()}
+        progress_.update(k, means, done * batch_size / max(elapsed + earlier_seconds, 1e-9))
+        if chunk_hooks:  # the metrics the host reads anyway: no extra wait on the device
+          chunk_logs = {"epoch": epoch, "step": (epoch - 1) * steps + done, **means}
+          if learning_rate is not None:
+            chunk_logs["learning_rate"] = float(learning_rate(chunk_logs["step"] - 1))
+          for cb in chunk_hooks:
+            cb.on_chunk_end(run, chunk_logs["step"], chunk_logs)
 
     def interrupted(done: int) -> None:
       """Raises ``Interrupted`` after saving where the epoch stands, if an interruption was asked for."""

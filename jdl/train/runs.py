@@ -316,11 +316,24 @@ def _class_index(name: Any, class_names: tuple[str, ...] | None, classes: int, d
   raise ValueError(f"class: expected a class of the run's dataset ({known}), got {name!r} (run {directory})")
 
 
-def _stored_dataset(directory: pathlib.Path) -> Any:
-  """The dataset ``DatasetInfo`` of the run in ``directory``, read from its config without loading anything else."""
-  from jdl import data  # pylint: disable=g-import-not-at-top
+def import_run_code(directory: str | pathlib.Path) -> dict[str, Any]:
+  """Imports the user's files the run in ``directory`` was trained with (its models, data, metrics); returns its
+  stored config."""
+  from jdl import config as config_lib  # pylint: disable=g-import-not-at-top
 
-  return data.info(_stored_config(directory).get("data", {}).get("name", ""))
+  stored = _stored_config(pathlib.Path(directory))
+  config_lib.import_all(tuple(stored.get("imports", ()) or ()))
+  return stored
+
+
+def _stored_dataset(directory: pathlib.Path) -> Any:
+  """The dataset ``DatasetInfo`` of the run in ``directory`` (its classes, if it kept some), without loading data."""
+  from jdl import data  # pylint: disable=g-import-not-at-top
+  from jdl.data import subsets  # pylint: disable=g-import-not-at-top
+
+  stored = import_run_code(directory).get("data", {})
+  info = data.info(stored.get("name", ""))
+  return subsets.subset_info(info, subsets.check_classes(tuple(stored.get("classes", ()) or ()), info))
 
 
 def visualize_run(directories: Any, what: Any, *, class_name: Any = None, count: int = 8, steps: int = 512,

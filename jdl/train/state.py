@@ -71,10 +71,25 @@ def create_train_state(
     A ``TrainState`` at step 0.
   """
   params, model_state = init_variables(model, sample_input, seed)
-  return TrainState(
+  return distinct_buffers(TrainState(
       step=jnp.zeros((), jnp.int32),
       params=params,
       opt_state=tx.init(params),
       model_state=model_state,
       rng=jax.random.fold_in(jax.random.PRNGKey(seed), 1),
-  )
+  ))
+
+
+def distinct_buffers(tree: Any) -> Any:
+  """``tree`` with every array that appears twice (an optimizer whose ``init`` returns one zeros array for two
+  slots, or keeps the parameters themselves) copied, so that the compiled step can donate the whole state."""
+  seen: set[int] = set()
+
+  def fresh(x: Any) -> Any:
+    if isinstance(x, jax.Array):
+      if id(x) in seen:
+        return jnp.copy(x)
+      seen.add(id(x))
+    return x
+
+  return jax.tree.map(fresh, tree)

@@ -198,8 +198,10 @@ def apply_init_from(config: ml_collections.ConfigDict, state: Any, tx: Any) -> t
   kept_values = sum(int(np.prod(target[p].shape)) for p in target if skipped(p))
   report = InitReport(source=str(path), taken_arrays=len(target) - len(kept), taken_values=total_values - kept_values,
                       total_arrays=len(target), total_values=total_values, kept=sorted(kept))
+  from jdl.train.state import distinct_buffers  # pylint: disable=g-import-not-at-top
+
   new_state = state.replace(params=params, opt_state=tx.init(params), model_state=variables or state.model_state)
-  return new_state, report
+  return distinct_buffers(new_state), report
 
 
 # --------------------------------------------------------------------------- #

@@ -515,6 +515,9 @@ def best_experiment_source(job: Job, trial: Any) -> str:
   changes = {k: repr(_tuples(v)) for k, v in trial.user_attrs.get("changes", {}).items()}
   overrides = {**values, **changes}
   lines = ",\n".join(f"    {k!r}: {v!r}" for k, v in overrides.items())
+  from jdl import config as config_lib  # pylint: disable=g-import-not-at-top
+
+  imports = tuple(config_lib.env_imports())  # the study's --import files: its models and data, by name
   return f'''"""The best trial ({trial.number}) of the study {job.study_name!r} (jdl tune): {job.metric} {trial.value:.4f}.
 
 The experiment {job.experiment!r} with these overrides (the values are config literals, as --config.KEY=VALUE
@@ -528,13 +531,17 @@ Parameters: {", ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())}.
 from jdl import config as config_lib
 
 EXPERIMENT = {job.experiment!r}
+IMPORTS = {imports!r}  # the study's --import files
 OVERRIDES = {{
 {lines}
 }}
 
 
 def get_config():
+  config_lib.import_all(IMPORTS)
   config = config_lib.load_experiment(EXPERIMENT)
+  with config.unlocked():
+    config.imports = tuple(dict.fromkeys([*IMPORTS, *config.imports]))
   return config_lib.apply_overrides(config, list(OVERRIDES.items()))
 '''
 
