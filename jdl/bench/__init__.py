@@ -1,8 +1,8 @@
 """Optimizer benchmarks: workloads, a tuning protocol, seeds in parallel, profiles and reports.
 
-    >>> import jdl.bench
-    >>> progress = jdl.bench.run_suite("smoke", "runs/bench-smoke")   # DIR/results.jsonl
-    >>> jdl.bench.write_report("runs/bench-smoke")                    # report.md, report.html
+    import jdl.bench
+    progress = jdl.bench.run_suite("smoke", "runs/bench-smoke")   # DIR/results.jsonl
+    jdl.bench.write_report("runs/bench-smoke")                    # report.md, report.html
 
 The pieces, each usable alone:
 

@@ -9,7 +9,7 @@ make the few-label transfer tasks of docs/transfer.md from one dataset.
 >>> import numpy as np
 >>> arrays = {"image": np.arange(6), "label": np.array([0, 1, 2, 1, 0, 2])}
 >>> select_classes(arrays, (2, 0))["label"].tolist()
-[1, 0, 0, 1]
+[1, 0, 1, 0]
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def check_init_from(config: ml_collections.ConfigDict) -> pathlib.Path | None:
   if not isinstance(value, (str, os.PathLike)):
     raise TypeError(f"init_from: expected a path (a run directory or a weights file), got {value!r}")
   skip = config.get("init_from_skip", ()) or ()
-  optim_lib._check_patterns("init_from_skip", "patterns", skip)  # pylint: disable=protected-access
+  optim_lib.check_patterns("init_from_skip", "patterns", skip)
   if not value:
     if skip:
       raise ValueError(f"init_from_skip: {tuple(skip)!r} given without init_from")
@@ -165,10 +165,9 @@ def apply_init_from(config: ml_collections.ConfigDict, state: Any, tx: Any) -> t
   source = _source_variables(path, config)
   target = _flat({"params": state.params, **(state.model_state or {})})
   given = _flat(source)
-  skipped = lambda p: any(optim_lib._matches("/".join(p[1:]), pattern)  # noqa: E731  pylint: disable=protected-access
-                          for pattern in skip)
+  skipped = lambda p: optim_lib.matches("/".join(p[1:]), skip)  # noqa: E731
   for pattern in skip:
-    if not any(optim_lib._matches("/".join(p[1:]), pattern) for p in target):  # pylint: disable=protected-access
+    if not any(optim_lib.matches("/".join(p[1:]), pattern) for p in target):
       raise ValueError(f"init_from_skip: pattern {pattern!r} matches no parameter of the model")
   missing, shapes, out, kept = [], [], {}, []
   for p, leaf in target.items():
@@ -212,7 +211,7 @@ def apply_init_from(config: ml_collections.ConfigDict, state: Any, tx: Any) -> t
 def _module_frozen(module: nn.Module, patterns: Sequence[str]) -> bool:
   path = "/".join(str(p) for p in module.path)
   leaves = [f"{path}/{leaf}" for leaf, on in (("scale", module.use_scale), ("bias", module.use_bias)) if on] or [path]
-  return all(any(optim_lib._matches(leaf, pattern) for pattern in patterns) for leaf in leaves)  # pylint: disable=protected-access
+  return all(optim_lib.matches(leaf, patterns) for leaf in leaves)
 
 
 def frozen_batch_norm(apply_fn: Callable[..., Any], patterns: Sequence[str]) -> Callable[..., Any]:
@@ -284,8 +283,7 @@ def check_cache_features(config: ml_collections.ConfigDict, params: Any) -> str 
     return None
   if not isinstance(config.cache_features, bool):
     raise TypeError(f"cache_features: expected true or false, got {config.cache_features!r}")
-  patterns = optim_lib._check_patterns("optimizer.freeze", "patterns",  # pylint: disable=protected-access
-                                       config.optimizer.get("freeze", ()) or ())
+  patterns = optim_lib.check_patterns("optimizer.freeze", "patterns", config.optimizer.get("freeze", ()) or ())
   settings = {"augment": config.get("augment", ""), "adversarial.method": config.adversarial.get("method", ""),
               "ensemble.members": config.ensemble.get("members", 1) if config.ensemble.get("members", 1) != 1 else 0,
               "quantization.enabled": config.quantization.get("enabled", False),
@@ -296,7 +294,7 @@ def check_cache_features(config: ml_collections.ConfigDict, params: Any) -> str 
                      f"epoch to epoch and the network must be the plain one; it cannot be combined with "
                      f"{', '.join(conflicts)}")
   trainable = sorted({path.split("/")[0] for path in jax.tree.leaves(optim_lib.param_paths(params))
-                      if not any(optim_lib._matches(path, p) for p in patterns)})  # pylint: disable=protected-access
+                      if not optim_lib.matches(path, patterns)})
   if len(trainable) != 1:
     raise ValueError(f"cache_features: the trainable parameters must be one top-level layer (the head), with "
                      f"optimizer.freeze covering the rest; trainable now: {', '.join(trainable) or 'none'}")
