@@ -8,7 +8,7 @@ FMNIST_DEB_DIR := /usr/share/datasets/fashion-mnist
 # Test workers: the suite is compile-bound, so one worker per core pays off.
 TEST_WORKERS ?= 2
 
-.PHONY: install run test data bench clean tensorboard
+.PHONY: install run test data bench clean tensorboard docs
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,8 +38,14 @@ data:
 run: install data
 	$(BIN)/jdl train $(EXPERIMENT)
 
-test: install data
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) tests
+# The tests, every docstring example of jdl (doctests), and the documentation site built strictly.
+test: install data docs
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --doctest-modules tests jdl
+
+# The documentation site (MkDocs Material + mkdocstrings), offline, into site/; a broken link, a missing
+# page or a docstring mkdocstrings cannot read fails the build.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # Every run's event files (RUN_DIR/tensorboard) in one TensorBoard.
 tensorboard: install
@@ -47,4 +53,4 @@ tensorboard: install
 	$(BIN)/tensorboard --logdir runs
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site

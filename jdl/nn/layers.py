@@ -44,7 +44,8 @@ class Dense(nn.Dense):
     kernel_init: initializer name (see ``jdl.nn.get_initializer``) or function;
       default ``"lecun_normal"`` (Flax's default).
     bias_init: initializer name or function; default ``"zeros"``.
-    (all other attributes as ``flax.linen.Dense``)
+
+  The other attributes are ``flax.linen.Dense``'s.
   """
 
   kernel_init: str | Initializer = "lecun_normal"
@@ -73,7 +74,8 @@ class Conv(nn.Conv):
     kernel_size: e.g. ``(3, 3)``.
     kernel_init: initializer name or function; default ``"lecun_normal"``.
     bias_init: initializer name or function; default ``"zeros"``.
-    (all other attributes as ``flax.linen.Conv``)
+
+  The other attributes are ``flax.linen.Conv``'s.
   """
 
   kernel_init: str | Initializer = "lecun_normal"
