@@ -40,7 +40,7 @@ run: install data
 
 # The tests, every docstring example of jdl (doctests), and the documentation site built strictly.
 test: install data docs
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --doctest-modules tests jdl
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --doctest-modules tests jdl
 
 # The documentation site (MkDocs Material + mkdocstrings), offline, into site/; a broken link, a missing
 # page or a docstring mkdocstrings cannot read fails the build.

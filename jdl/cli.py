@@ -301,9 +301,11 @@ def _cmd_eval(args: argparse.Namespace, extra: Sequence[str]) -> int:
   return 0
 
 
-def _read_inputs(paths: Sequence[str], shape: tuple[int, ...], dtype: Any) -> tuple[Any, list[str]]:
+def _read_inputs(paths: Sequence[str], shape: tuple[int, ...], dtype: Any, resize: str = "crop"
+                 ) -> tuple[Any, list[str]]:
   """Files to the dataset's input layout, and a name per example: ``.npy`` arrays (one example or a batch),
-  or images (Pillow: converted to the channels and resized to the height and width the run was trained on)."""
+  or images (Pillow: converted to the channels, center-cropped to the run's aspect ratio and resized to its
+  height and width, as image folders are prepared; ``resize="stretch"`` resizes only)."""
   import numpy as np  # pylint: disable=g-import-not-at-top
 
   batches, names = [], []
@@ -321,14 +323,11 @@ def _read_inputs(paths: Sequence[str], shape: tuple[int, ...], dtype: Any) -> tu
       continue
     if len(shape) != 3 or shape[-1] not in (1, 3):
       raise ValueError(f"files: {p} is an image but the run's inputs have shape {shape}; give an .npy file")
-    from PIL import Image, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
+    from jdl.data import folder  # pylint: disable=g-import-not-at-top
 
-    try:
-      with Image.open(p) as image:
-        image = image.convert("L" if shape[-1] == 1 else "RGB").resize((shape[1], shape[0]))
-        a = np.asarray(image, dtype=np.uint8).reshape(shape)
-    except (UnidentifiedImageError, OSError) as e:
-      raise ValueError(f"files: {p} is not an image Pillow can read ({e})") from None
+    a = folder.decode(p, folder.FolderOptions(image_size=(shape[0], shape[1]), channels=shape[-1], resize=resize))
+    if a is None:
+      raise ValueError(f"files: {p} is not an image Pillow can read")
     batches.append(a[None].astype(dtype))
     names.append(p.name)
   return np.concatenate(batches), names
@@ -339,6 +338,7 @@ def _cmd_predict(args: argparse.Namespace, extra: Sequence[str]) -> int:
     raise ValueError(f"unrecognised arguments: {' '.join(extra)}")
   import json  # pylint: disable=g-import-not-at-top
 
+  from jdl.data import folder  # pylint: disable=g-import-not-at-top
   from jdl.train import runs  # pylint: disable=g-import-not-at-top
 
   for path in args.files:
@@ -346,7 +346,9 @@ def _cmd_predict(args: argparse.Namespace, extra: Sequence[str]) -> int:
       raise FileNotFoundError(f"files: {path} is not a file")
   run = runs.load_run(args.run_dir, _epoch_arg(args.epoch))
   stored = run.split("train")[run.input_key]
-  x, names = _read_inputs(args.files, tuple(stored.shape[1:]), stored.dtype)
+  name = str(run.config.data.name)
+  resize = (folder.parse_name(name)[1].get("resize", "crop") if name.startswith(folder.FOLDER_PREFIX) else "crop")
+  x, names = _read_inputs(args.files, tuple(stored.shape[1:]), stored.dtype, resize)
   out = run.predict(x)
   if "labels" in out:
     rows = [{"file": name, "class": out["classes"][i], "probability": float(out["probabilities"][i, out["labels"][i]])}

@@ -14,6 +14,9 @@ from jdl import config as config_lib
 from jdl.config import load_experiment
 from jdl.train import experiment, runs
 
+# One worker runs this module, so that its module-scoped run is set up once (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("attacks")
+
 
 @pytest.fixture(scope="module")
 def digits_linear():

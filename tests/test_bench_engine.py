@@ -9,6 +9,9 @@ import jdl.optim
 from jdl.bench import engine, search, workloads
 from jdl.data import pipeline
 
+# One worker runs this module, so that its module-scoped run is set up once (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("bench_engine")
+
 
 def test_batch_indices_are_epoch_permutations_whatever_the_chunking():
   n, bs = 10, 3  # 3 steps per epoch, the last example of each epoch's order is dropped

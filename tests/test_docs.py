@@ -13,6 +13,9 @@ import pytest
 from jdl import cli
 from jdl.registry import scoped_all
 
+# One worker runs this module, so that its module-scoped run is set up once (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("docs")
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGES = [p for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
          if "```python" in p.read_text()]

@@ -16,6 +16,9 @@ from jdl import ensemble
 from jdl.train import experiment, runs, step
 from jdl.train.state import create_train_state
 
+# One worker runs this module, so that its module-scoped run is set up once (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("ensemble")
+
 SMALL = ["--config.model.options.hidden=(8,)", "--config.data.batch_size=64", "--config.data.eval_batch_size=100",
          "--config.progress=false", "--config.checkpoint.every_seconds=0", "--config.epochs=2",
          "--config.tensorboard=false"]

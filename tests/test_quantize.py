@@ -19,6 +19,9 @@ from jdl.models.mlp import MLP
 from jdl.models.small_cnn import CNNSmall
 from jdl.nn.layers import Conv, Dense
 
+# One worker runs this module, so that its module-scoped run is set up once (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("quantize")
+
 
 class Single(nn.Module):
   """One layer, called as jdl calls its models (``train=``)."""

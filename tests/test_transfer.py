@@ -16,6 +16,9 @@ from jdl import cli
 from jdl.data import subsets
 from jdl.train import runs, transfer
 
+# One worker runs this module, so that its module-scoped run is set up once (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("transfer")
+
 CNN = ["--config.model.name=cnn_small", "--config.model.options={'features': (4, 8)}", "--config.model.options.dropout=0.0",
        "--config.data.batch_size=32", "--config.data.eval_batch_size=100", "--config.progress=false",
        "--config.checkpoint.every_seconds=0", "--config.tensorboard=false", "--config.plot=false",
@@ -129,11 +132,26 @@ def test_class_subsets_and_few_labels_per_class():
      "cache_features: .* cannot be combined with augment='flip'"),
     (["--config.cache_features=true", "--config.optimizer.freeze=('conv_0',)"],
      "cache_features: the trainable parameters must be one top-level layer .* trainable now: bn_0, bn_1, conv_1, fc"),
+    (["--config.optimizer.freeze=('conv*', 'bn')"], "optimizer.freeze: pattern 'bn' matches no parameter"),
+    ([BACKBONE, "--config.optimizer.groups={'body': {'params': ('conv_*',)}}"],
+     r"optimizer.groups \(among the parameters optimizer.freeze=.* leaves trainable\) group 'body': pattern "
+     r"'conv_\*' matches no parameter; parameter paths: fc/bias, fc/kernel"),
 ])
 def test_bad_transfer_settings_fail_before_training(tiny_data, tmp_path, capsys, overrides, error):
   assert cli.main(["train", "mlp_fashion_mnist", "--workdir", str(tmp_path / "r"), *CNN, *overrides]) == 2
   assert __import__("re").search(error, capsys.readouterr().err)
   assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_a_keras_file_needs_the_options_its_network_differs_by(tiny_data, tmp_path, capsys):
+  (tmp_path / "mobilenet_v2.h5").write_bytes(b"")  # checked before it is read
+  common = ["train", "mlp_fashion_mnist", "--workdir", str(tmp_path / "r"), "--config.model.name=mobilenet_v2",
+            f"--config.init_from={tmp_path / 'mobilenet_v2.h5'}", "--config.progress=false"]
+  assert cli.main([*common, "--config.model.options={}"]) == 2
+  assert "normalised as 'tf'; set model.options.preprocess='tf'" in capsys.readouterr().err
+  assert cli.main([*common, "--config.model.options={'preprocess': 'tf'}"]) == 2
+  assert ("the Keras network in" in (err := capsys.readouterr().err)
+          and "set model.options.padding='same', model.options.bn_epsilon=0.001 so that it computes" in err)
 
 
 def test_init_from_a_run_of_another_shape_names_the_arrays_and_the_skip_that_fits(source_run, tiny_data, tmp_path,

@@ -14,6 +14,9 @@ from jdl import cli, visualize
 from jdl.models.mlp import MLP
 from jdl.train import diagnostics
 
+# One worker runs this module, so that its module-scoped run is set up once (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("visualize")
+
 W = np.array([[1.0, -2.0, 0.5], [-1.0, 3.0, 0.0], [2.0, 0.25, -1.0], [0.0, -0.5, 1.5]], np.float32)  # 4 -> 3
 
 

@@ -202,6 +202,14 @@ def register_folder(name: str, root: str | os.PathLike[str], *, image_size: int 
 
   prepared = cache.read_dataset_info(variant_dir)
   skipped: list[str] = []
+  if prepared is not None and (variant_dir / "jdl_skipped.json").is_file():
+    try:
+      left_out = json.loads((variant_dir / "jdl_skipped.json").read_text())
+    except (OSError, ValueError):
+      left_out = []
+    if left_out:
+      _note(f"{where}: {len(left_out)} file(s) Pillow could not read were left out when it was prepared "
+            f"({variant_dir / 'jdl_skipped.json'})")
   if prepared is None:
     decoded, skipped = _decode_all(root, listing, options, classes, where)
     _PENDING[config_name] = decoded

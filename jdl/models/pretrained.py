@@ -261,6 +261,20 @@ def keras_preprocess(model: str) -> str | None:
   return _KERAS_PREPROCESS.get(model.lower()) if isinstance(model, str) else None
 
 
+def implied_options(source: str, model: str) -> dict[str, Any]:
+  """The model options a file's weights need: its input normalisation and, for Keras, the architecture's
+  differences from torchvision's (padding, BatchNorm epsilon, convolution biases, stride placement).
+
+  Args:
+    source: ``"torch"`` or ``"keras"``.
+    model: the zoo model the weights are loaded into.
+  """
+  if source == "torch":
+    return {"preprocess": "torchvision"}
+  arch = _KERAS.get(model.lower()) if isinstance(model, str) else None
+  return {"preprocess": keras_preprocess(model), **(dict(arch.options) if arch else {})}
+
+
 _KERAS_NOT_LOADABLE = {
     "resnet50v2": "Keras' ResNet50V2 is the pre-activation ResNet (BatchNorm and ReLU before each convolution); "
                   "the zoo's ResNet is post-activation",
@@ -689,8 +703,8 @@ def from_torchvision(name: str, path: str | os.PathLike[str] | Mapping[str, Any]
   options = {**{k: v for k, v in found.items() if k not in options}, **options}
   head = _head_layer(arch, arch.layers({**defaults, **options}, _modules_of(arch.zoo, options)))
   head_weight = state.get(f"{head.source}.weight")
-  if head_weight is None:
-    raise _mismatch_error(who, source, [f"{head.source}.weight (the {arch.zoo} classifier)"], [], [])
+  # Without the classifier (a file of another network), the comparison below lists everything that differs.
+  file_classes = int(head_weight.shape[0]) if head_weight is not None else (num_classes or 1000)
   taken: set[str] = set()
 
   def fetch(key: str) -> Any:
@@ -703,7 +717,7 @@ def from_torchvision(name: str, path: str | os.PathLike[str] | Mapping[str, Any]
     return sorted(k for k in state if k not in taken and not k.endswith("num_batches_tracked")
                   and k.rsplit(".", 1)[0] not in skipped)
 
-  return _build(who, arch, options, defaults, int(head_weight.shape[0]), num_classes,
+  return _build(who, arch, options, defaults, file_classes, num_classes,
                 lambda layer: _torch_leaves(layer, fetch), unused_of, source, seed)
 
 
@@ -777,8 +791,10 @@ def _keras_lookup(weights: KerasWeights, layers: Sequence[Layer], who: str,
     counts[layer.kind] = counts.get(layer.kind, 0) + 1
   found = {k: len(v) for k, v in weights.by_kind.items() if k in _KERAS_ROLES}
   if {k: v for k, v in found.items() if v} != {k: v for k, v in counts.items() if v}:
+    headless = (" (a model saved with include_top=False has no classifier: load it into a model with a head of "
+                "your own with init_from, skipping the head)") if not found.get(DENSE) and counts.get(DENSE) else ""
     raise ValueError(f"{who}: {source} does not fit the model: its layers by class {found}, the model needs "
-                     f"{counts}")
+                     f"{counts}{headless}")
 
   def lookup(layer: Layer) -> dict[str, np.ndarray] | None:
     kind, k = position.get(layer.path, (layer.kind, -1))

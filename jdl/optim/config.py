@@ -187,7 +187,9 @@ def from_config(cfg: Mapping[str, Any] | Any, *, total_steps: int | None = None,
   groups = cfg.get("groups") or {}
   if groups:
     groups = _as_dict(where, "groups", groups)
-    tx = param_groups(tx, groups, where=f"{where}: groups",
+    frozen = _check_patterns(where, "freeze", cfg.get("freeze") or ())
+    tx = param_groups(tx, groups, where="optimizer.groups" + (
+        f" (among the parameters optimizer.freeze={frozen!r} leaves trainable)" if frozen else ""),
                       updates_per_epoch=None if steps_per_epoch is None else max(1, steps_per_epoch // accumulate))
   clip = cfg.get("clip_global_norm")
   if clip is not None:
@@ -195,7 +197,7 @@ def from_config(cfg: Mapping[str, Any] | Any, *, total_steps: int | None = None,
     tx = optax.chain(optax.clip_by_global_norm(clip), tx)
   patterns = _check_patterns(where, "freeze", cfg.get("freeze") or ())
   if patterns:
-    tx = freeze(tx, patterns)
+    tx = freeze(tx, patterns, where="optimizer.freeze")
   if accumulate > 1:
     tx = optax.MultiSteps(tx, every_k_schedule=accumulate).gradient_transformation()
   return tx

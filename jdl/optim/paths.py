@@ -79,7 +79,8 @@ def path_mask(patterns: str | Sequence[str], *, where: str = "path_mask") -> Cal
   return mask_fn
 
 
-def freeze(inner: optax.GradientTransformation, patterns: str | Sequence[str]) -> optax.GradientTransformation:
+def freeze(inner: optax.GradientTransformation, patterns: str | Sequence[str], *,
+           where: str = "freeze") -> optax.GradientTransformation:
   """Applies ``inner`` to trainable parameters and zero updates to frozen ones.
 
   Built with ``optax.partition``: frozen leaves go through
@@ -90,11 +91,12 @@ def freeze(inner: optax.GradientTransformation, patterns: str | Sequence[str]) -
   Args:
     inner: the transformation for trainable parameters.
     patterns: glob patterns over ``'/'``-joined parameter paths to freeze.
+    where: the name used in error messages.
 
   Returns:
     the partitioned transformation.
   """
-  mask_fn = path_mask(patterns, where="freeze")
+  mask_fn = path_mask(patterns, where=where)
 
   def labels(params: Any) -> Any:
     return jax.tree.map(lambda frozen: "frozen" if frozen else "trainable", mask_fn(params))

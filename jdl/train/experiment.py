@@ -44,7 +44,7 @@ from jdl.train import callbacks as callbacks_lib
 from jdl.train import distributed, loop, parallel, preemption, step
 from jdl.train import workdir as workdir_lib
 from jdl.train import precision as precision_lib
-from jdl.train.state import create_train_state
+from jdl.train.state import init_variables, state_from_variables
 
 
 def default_workdir(config: ml_collections.ConfigDict, root: str | os.PathLike[str] = "runs") -> pathlib.Path:
@@ -475,12 +475,13 @@ def build_model_and_state(config: ml_collections.ConfigDict, info: Any,
   input_key = info.input_key
   sample = step.scale_images({input_key: jnp.asarray(train_data[input_key][:1])}, input_key)[input_key]
   try:
-    state = create_train_state(model, tx, sample, seed=config.seed)
+    variables = init_variables(model, sample, seed=config.seed)
   except Exception as e:  # pylint: disable=broad-except  # any failure to build the model from its options
     options = ", ".join(f"{k}={v!r}" for k, v in config.model.options.to_dict().items()) or "none"
     raise ValueError(f"model.options: model {config.model.name!r} cannot be built on inputs of shape "
                      f"{tuple(sample.shape[1:])} with the options {options} ({type(e).__name__}: "
                      f"{str(e).splitlines()[0][:300] if str(e) else ''})") from None
+  state = state_from_variables(tx, *variables, seed=config.seed)  # the optimizer's own errors name its fields
   if precision_lib.get_policy(config.get("precision", "float32")).needs_loss_scaling:
     state = step.with_loss_scale(state, precision_lib.DynamicLossScale.create(
         config.loss_scale.initial, growth_interval=config.loss_scale.growth_interval))

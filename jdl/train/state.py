@@ -70,7 +70,12 @@ def create_train_state(
   Returns:
     A ``TrainState`` at step 0.
   """
-  params, model_state = init_variables(model, sample_input, seed)
+  return state_from_variables(tx, *init_variables(model, sample_input, seed), seed=seed)
+
+
+def state_from_variables(tx: optax.GradientTransformation, params: Any, model_state: dict[str, Any],
+                         seed: int = 0) -> TrainState:
+  """A ``TrainState`` at step 0 around given variables (``init_variables``'s), the optimizer initialised on them."""
   return distinct_buffers(TrainState(
       step=jnp.zeros((), jnp.int32),
       params=params,

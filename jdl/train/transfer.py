@@ -88,24 +88,33 @@ def check_init_from(config: ml_collections.ConfigDict) -> pathlib.Path | None:
   path = pathlib.Path(os.path.expanduser(os.fspath(value)))
   if not path.exists():
     raise FileNotFoundError(f"init_from: no such run directory or weights file {str(path)!r}")
-  wanted = implied_preprocess(path, config.model.name)
-  have = config.model.options.get("preprocess", None)
-  if wanted is not None and have is None:
-    raise ValueError(f"init_from: the weights in {str(path)!r} were trained on inputs normalised as {wanted!r}; "
-                     f"set model.options.preprocess={wanted!r} (or 'none' to feed them unnormalised)")
+  _check_implied_options(path, config)
   return path
 
 
-def implied_preprocess(path: pathlib.Path, model: str) -> str | None:
-  """The input normalisation a weights file's network was trained with (None for a jdl run: its own config says)."""
+def _check_implied_options(path: pathlib.Path, config: ml_collections.ConfigDict) -> None:
+  """A weights file's network computes as it was trained only with the options it implies: say which are missing."""
+  from jdl import models  # pylint: disable=g-import-not-at-top
   from jdl.models import pretrained  # pylint: disable=g-import-not-at-top
 
   kind = _source_kind(path)
-  if kind == "torch":
-    return "torchvision"
-  if kind == "keras":
-    return pretrained.keras_preprocess(model)
-  return None
+  if kind not in ("torch", "keras"):
+    return  # a jdl run: its own config says
+  implied = pretrained.implied_options(kind, config.model.name)
+  options = config.model.options.to_dict()
+  try:
+    defaults = models.model_options(config.model.name)
+  except ValueError:
+    return  # an unknown model: config.check names it
+  wanted = implied.pop("preprocess", None)
+  if wanted is not None and options.get("preprocess") is None:
+    raise ValueError(f"init_from: the weights in {str(path)!r} were trained on inputs normalised as {wanted!r}; "
+                     f"set model.options.preprocess={wanted!r} (or 'none' to feed them unnormalised)")
+  differ = {k: v for k, v in implied.items() if options.get(k, defaults.get(k)) != v}
+  if differ:
+    what = ", ".join(f"model.options.{k}={v!r}" for k, v in differ.items())
+    raise ValueError(f"init_from: the {kind.title()} network in {str(path)!r} differs from the zoo's "
+                     f"{config.model.name!r} as configured; set {what} so that it computes as it was trained")
 
 
 def _source_variables(path: pathlib.Path, config: ml_collections.ConfigDict) -> dict[str, Any]:
