@@ -162,8 +162,8 @@ def check_results(out: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- #
 
 
-def _kill_after(command: list[str], delay: float, env: dict[str, str]) -> int | None:
-  """Runs ``command``; SIGKILLs it after ``delay`` s. Returns its exit status, or None if killed."""
+def _kill_after(command: list[str], delay: float | None, env: dict[str, str]) -> int | None:
+  """Runs ``command``; SIGKILLs it after ``delay`` s (None: never). Returns its exit status, or None if killed."""
   with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env) as proc:
     try:
       _, err = proc.communicate(timeout=delay)
@@ -239,7 +239,14 @@ def _template(experiment: Path) -> Any:
   return create_train_state(model, tx, jnp.zeros((1, 64)), seed=0)
 
 
-def run(kills: int, bench_kills: int, epochs: int, seed: int, log=print) -> dict[str, Any]:
+def run(kills: int, bench_kills: int, epochs: int, seed: int, log=print,
+        max_kills_per_trial: int | None = None) -> dict[str, Any]:
+  """Kills ``jdl train`` ``kills`` times and ``jdl bench run`` ``bench_kills`` times at random moments.
+
+  A trial kills the same command again and again (each time after a delay drawn up to an uninterrupted
+  run's length) until one attempt finishes; with ``max_kills_per_trial`` the attempt after that many kills
+  runs to the end, which bounds a trial's length (the tests' short version).
+  """
   rng = random.Random(seed)
   env = _env()
   with tempfile.TemporaryDirectory() as tmp_name:
@@ -262,6 +269,8 @@ def run(kills: int, bench_kills: int, epochs: int, seed: int, log=print) -> dict
       killed_here = 0
       while True:
         delay = rng.uniform(0.0, reference_seconds)
+        if max_kills_per_trial is not None and killed_here >= max_kills_per_trial:
+          delay = None  # this attempt runs to the end
         if _kill_after(command, delay, env) == 0:
           break
         killed_here += 1
@@ -293,9 +302,14 @@ def run(kills: int, bench_kills: int, epochs: int, seed: int, log=print) -> dict
     while bench["kills"] < bench_kills:
       bench["trials"] += 1
       out = tmp / f"bench{bench['trials']}"
+      killed_here = 0
       while True:
-        if _kill_after(_bench_command(out), rng.uniform(0.0, bench_seconds), env) == 0:
+        delay = rng.uniform(0.0, bench_seconds)
+        if max_kills_per_trial is not None and killed_here >= max_kills_per_trial:
+          delay = None
+        if _kill_after(_bench_command(out), delay, env) == 0:
           break
+        killed_here += 1
         bench["kills"] += 1
         bench["problems"] += check_results(out)["problems"]
       got = {r["run_id"]: _without_timing(r) for r in records.read_records(out / records.RESULTS_FILE)}

@@ -127,7 +127,9 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
 
 @pytest.fixture
 def keras():
-  os.environ.setdefault("KERAS_BACKEND", "jax")
+  # Keras' numpy backend builds and runs its applications in a fraction of a second (its JAX backend compiles
+  # every layer's initialiser on its own): the same layers, the same files.
+  os.environ.setdefault("KERAS_BACKEND", "numpy")
   module = pytest.importorskip("keras")
   with jax.numpy_rank_promotion("allow"):  # Keras' own layers broadcast biases implicitly
     yield module

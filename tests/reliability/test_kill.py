@@ -19,7 +19,9 @@ def _harness():
 
 @pytest.mark.slow
 def test_random_kills_lose_nothing_and_resume_to_the_uninterrupted_result():
-  stats = _harness().run(kills=2, bench_kills=1, epochs=5, seed=1, log=lambda line: None)
+  # One kill of jdl train and one of jdl bench run here, the attempt after each kill
+  # run to the end (a subprocess start-up costs seconds); benchmarks/kill_resume.py runs 200.
+  stats = _harness().run(kills=1, bench_kills=1, epochs=3, seed=1, log=lambda line: None, max_kills_per_trial=1)
   assert stats["problems"] == [] and stats["bench"]["problems"] == []
-  assert stats["kills"] >= 2 and stats["bench"]["kills"] >= 1
+  assert stats["kills"] == 1 and stats["bench"]["kills"] == 1
   assert stats["trials"] >= 1 and stats["bench"]["trials"] >= 1
