@@ -26,9 +26,12 @@ _SUBMODULES = (
     "models",
     "nn",
     "optim",
+    "quantize",
     "regularizers",
+    "registry",
     "train",
     "tune",
+    "visualize",
 )
 
 

@@ -130,6 +130,40 @@ LIST_KINDS = ("experiments", "models", "datasets", "losses", "metrics", "optimiz
               "strategies", "workloads")
 
 
+LESSONS_DIR = pathlib.Path(__file__).resolve().parent.parent / "lessons"
+
+
+def _lessons() -> list[pathlib.Path]:
+  return sorted(LESSONS_DIR.glob("[0-9][0-9]_*.py"))
+
+
+def _cmd_lesson(args: argparse.Namespace, extra: Sequence[str]) -> int:
+  if extra:
+    raise ValueError(f"unrecognised arguments: {' '.join(extra)}")
+  lessons = _lessons()
+  if not lessons:
+    raise FileNotFoundError(f"lesson: no lessons in {LESSONS_DIR} (they ship with the repository, beside jdl/)")
+  if args.lesson is None:
+    for path in lessons:
+      first = path.read_text().split('"""')[1].strip().splitlines()[0]
+      print(first)
+    return 0
+  wanted = str(args.lesson)
+  found = [p for p in lessons if (wanted.isdigit() and int(p.name[:2]) == int(wanted)) or wanted in p.stem[3:]]
+  if len(found) != 1:
+    names = ", ".join(p.stem for p in lessons)
+    raise ValueError(f"lesson: {'no' if not found else 'more than one'} lesson matches {wanted!r}; the lessons: "
+                     f"{names}")
+  import importlib.util  # pylint: disable=g-import-not-at-top
+
+  spec = importlib.util.spec_from_file_location(f"jdl_lesson_{found[0].stem}", found[0])
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  for name, value in module.run(quick=args.quick, out=args.out).items():
+    print(f"{name}: {value}")
+  return 0
+
+
 def _cmd_list(args: argparse.Namespace, extra: Sequence[str]) -> int:
   del extra
   if args.what == "experiments":
@@ -384,6 +418,13 @@ def build_parser() -> argparse.ArgumentParser:
   train.add_argument("--resume", action="store_true", help="continue the run in --workdir from its latest checkpoint")
   train.add_argument("--overwrite", action="store_true", help="delete --workdir first if it holds a run")
   train.set_defaults(fn=_cmd_train)
+
+  lesson = sub.add_parser("lesson", help="run a lesson of the course (lessons/NN_*.py)",
+                          description="Run a lesson of the course: its figures printed, its pictures saved.")
+  lesson.add_argument("lesson", nargs="?", help="its number (3 or 03) or name (tensors); omitted: the list")
+  lesson.add_argument("--quick", action="store_true", help="the reduced size the tests run")
+  lesson.add_argument("--out", default="lessons/out", help="where its figures go (default lessons/out)")
+  lesson.set_defaults(fn=_cmd_lesson)
 
   summary = sub.add_parser("summary", help="layers, shapes, parameter counts and sizes of a model",
                            add_help=False)

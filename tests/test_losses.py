@@ -256,3 +256,11 @@ def test_bad_shapes_and_dtypes_are_named():
     L.multilabel_binary_crossentropy(jnp.zeros((2, 3)), jnp.zeros((2, 3)), reduction="max")
   with pytest.raises(ValueError, match="delta must be > 0"):
     L.huber(jnp.zeros(2), jnp.zeros(2), delta=0.0)
+
+
+def test_labels_closed_over_by_a_jitted_function_are_checked_on_the_host():
+  labels = jnp.array([0, 2])  # a constant of the traced function: its range is checked without tracing
+  total = jax.jit(lambda z: jdl.losses.sparse_categorical_crossentropy(z, labels).sum())(jnp.zeros((2, 3)))
+  np.testing.assert_allclose(total, 2 * np.log(3.0), rtol=1e-6)
+  with pytest.raises(ValueError, match=r"labels must lie in \[0, C=3\)"):
+    jax.jit(lambda z: jdl.losses.sparse_categorical_crossentropy(z, jnp.array([0, 3])).sum())(jnp.zeros((2, 3)))

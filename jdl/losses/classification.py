@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jdl.losses._helpers import _EPSILON, _as_float, _check_label_smoothing, _is_concrete, _mean_over_features, _squeeze_binary
@@ -174,7 +175,7 @@ def sparse_categorical_crossentropy(logits: jax.Array, labels: jax.Array, *, fro
         f"{fn}: labels must have the logits' shape without the class axis; got logits "
         f"{logits.shape} and labels {labels.shape}")
   if _is_concrete(labels) and labels.size:  # under jit they cannot be checked (and give NaN)
-    lo, hi = int(labels.min()), int(labels.max())
+    lo, hi = int(np.min(np.asarray(labels))), int(np.max(np.asarray(labels)))
     if lo < 0 or hi >= logits.shape[-1]:
       raise ValueError(
           f"{fn}: labels must lie in [0, C={logits.shape[-1]}) for logits {logits.shape}; got labels "

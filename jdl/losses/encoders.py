@@ -45,7 +45,7 @@ def one_hot(labels: Any, num_classes: int, *, dtype: Any = jnp.float32) -> jax.A
   if not jnp.issubdtype(labels.dtype, jnp.integer):
     raise TypeError(f"one_hot: labels must be integer class ids, got dtype {labels.dtype}")
   if _is_concrete(labels) and labels.size:
-    lo, hi = int(labels.min()), int(labels.max())
+    lo, hi = int(np.min(np.asarray(labels))), int(np.max(np.asarray(labels)))
     if lo < 0 or hi >= num_classes:
       raise ValueError(
           f"one_hot: labels must lie in [0, num_classes={num_classes}), got values in [{lo}, {hi}]")
@@ -88,7 +88,7 @@ def multi_hot(labels: Any, num_classes: int, *, dtype: Any = jnp.float32) -> jax
         f"multi_hot: labels must be a padded integer array [B, K] (-1 = padding) or a list "
         f"of lists of ints; got shape {labels.shape} dtype {labels.dtype}")
   if _is_concrete(labels) and labels.size:
-    lo, hi = int(labels.min()), int(labels.max())
+    lo, hi = int(np.min(np.asarray(labels))), int(np.max(np.asarray(labels)))
     if lo < -1 or hi >= num_classes:
       raise ValueError(
           f"multi_hot: class ids must lie in [0, num_classes={num_classes}) (-1 = padding), "
