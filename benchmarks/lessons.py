@@ -32,11 +32,12 @@ def main() -> int:
     if wanted and int(path.name[:2]) not in wanted:
       continue
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, str(path), "--out", str(ROOT / "docs" / "figures" / "lessons")],
+    done = subprocess.run([sys.executable, str(path.relative_to(ROOT)), "--out", "docs/figures/lessons"],
                           capture_output=True, text=True, cwd=ROOT, check=False)
     seconds = time.perf_counter() - start
+    relative = lambda text: text.replace(f"{ROOT}/", "")  # noqa: E731  (the record names no machine's paths)
     rows.append({"lesson": path.stem, "seconds": round(seconds, 1), "returncode": done.returncode,
-                 "output": done.stdout[-4000:], "error": done.stderr[-2000:] if done.returncode else ""})
+                 "output": relative(done.stdout[-4000:]), "error": relative(done.stderr[-2000:]) if done.returncode else ""})
     print(f"{path.stem}: {seconds:.1f} s, exit {done.returncode}", flush=True)
   previous = RESULTS / "lessons_cpu.json"
   if wanted and previous.is_file():  # the others as they were measured

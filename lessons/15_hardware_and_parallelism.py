@@ -67,7 +67,7 @@ def run(quick: bool = False, out: str = "lessons/out") -> dict:
         "one CPU, so they are not faster here")
   script = pathlib.Path(__file__).resolve().parent.parent / "examples" / "slurm" / "train.sbatch"
   if script.is_file():
-    print(f"a SLURM job for a sweep: {script} ({len(script.read_text().splitlines())} lines)")
+    print(f"a SLURM job for a sweep: examples/slurm/{script.name} ({len(script.read_text().splitlines())} lines)")
 
   import matplotlib  # pylint: disable=g-import-not-at-top
 
