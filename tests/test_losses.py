@@ -262,5 +262,6 @@ def test_labels_closed_over_by_a_jitted_function_are_checked_on_the_host():
   labels = jnp.array([0, 2])  # a constant of the traced function: its range is checked without tracing
   total = jax.jit(lambda z: jdl.losses.sparse_categorical_crossentropy(z, labels).sum())(jnp.zeros((2, 3)))
   np.testing.assert_allclose(total, 2 * np.log(3.0), rtol=1e-6)
+  bad = jnp.array([0, 3])  # made outside the trace: a constant of it, checked
   with pytest.raises(ValueError, match=r"labels must lie in \[0, C=3\)"):
-    jax.jit(lambda z: jdl.losses.sparse_categorical_crossentropy(z, jnp.array([0, 3])).sum())(jnp.zeros((2, 3)))
+    jax.jit(lambda z: jdl.losses.sparse_categorical_crossentropy(z, bad).sum())(jnp.zeros((2, 3)))
