@@ -13,7 +13,7 @@ median wall time is reported, with the ratio.
 Commands timed (each in a new temporary directory):
 
 * ``smoke``: ``jdl bench run --suite smoke`` (96 runs: 4 optimizers × 3 tiny workloads);
-* ``small_mnist1d_logreg``: ``jdl bench run --suite small --workloads mnist1d_logreg``
+* ``small_mnist1d_logreg``: ``jdl bench run --suite small_v1 --workloads mnist1d_logreg``
   (6 optimizers × 6 trials + 3 seeds);
 * ``train_mnist1d_logreg``: ``jdl train mnist1d_logreg`` (6,000 Adam steps,
   an evaluation per epoch).
@@ -35,7 +35,7 @@ from pathlib import Path
 
 COMMANDS = {
     "smoke": ["bench", "run", "--suite", "smoke", "--quiet", "--out", "{tmp}/out"],
-    "small_mnist1d_logreg": ["bench", "run", "--suite", "small", "--workloads", "mnist1d_logreg", "--quiet",
+    "small_mnist1d_logreg": ["bench", "run", "--suite", "small_v1", "--workloads", "mnist1d_logreg", "--quiet",
                              "--out", "{tmp}/out"],
     "train_mnist1d_logreg": ["train", "mnist1d_logreg", "--workdir", "{tmp}/run", "--config.progress=false",
                              "--config.plot=false"],

@@ -181,7 +181,8 @@ def _cmd_list(args: argparse.Namespace, extra: Sequence[str]) -> int:
 def _cmd_bench(args: argparse.Namespace, extra: Sequence[str]) -> int:
   from jdl.bench import cli as bench_cli  # pylint: disable=g-import-not-at-top
 
-  main_fn = bench_cli.run_main if args.bench_command == "run" else bench_cli.report_main
+  main_fn = {"run": bench_cli.run_main, "report": bench_cli.report_main,
+             "set-targets": bench_cli.set_targets_main}[args.bench_command]
   return main_fn(list(extra))
 
 
@@ -568,7 +569,9 @@ def build_parser() -> argparse.ArgumentParser:
   bench = sub.add_parser("bench", help="optimizer benchmark suites: run them, report on them")
   bench_sub = bench.add_subparsers(dest="bench_command", required=True)
   for name, text in (("run", "run or resume a suite (jdl bench run --help)"),
-                     ("report", "write report.md and report.html for a results directory")):
+                     ("report", "write report.md and report.html for a results directory"),
+                     ("set-targets", "record a suite's validation targets from tuned baselines rerun over many "
+                      "seeds")):
     bench_cmd = bench_sub.add_parser(name, help=text, add_help=False)  # jdl.bench.cli parses the arguments
     bench_cmd.set_defaults(fn=_cmd_bench)
   for command in sub.choices.values():  # main() takes it off the line first; here for --help

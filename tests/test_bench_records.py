@@ -53,44 +53,151 @@ def test_a_second_writer_on_the_same_directory_is_refused(tmp_path):
   records.ResultStore(tmp_path).close()  # free again
 
 
-def _trial(final_valid, status="ok", steps=None, lr=1e-3):
-  return {"status": status, "hparams": {"learning_rate": lr},
-          "summary": {"final_valid": final_valid, "steps_to_target": steps}}
+def _trial(final_valid, status="ok", steps=None, lr=1e-3, seed=0, metric="accuracy", mode="max", rounds=0,
+           every=20, budget=100, target=0.95):
+  """A run record whose validation curve first meets ``target`` at ``steps`` (None: never), ending at ``final_valid``."""
+  below = target - 0.1 if mode == "max" else target + 0.1
+  grid = list(range(0, budget + 1, every))
+  valid = [final_valid if (steps is not None and s >= steps) else below for s in grid]
+  valid[-1] = final_valid
+  return {"status": status, "hparams": {"learning_rate": lr}, "seed": seed, "metric": metric, "mode": mode,
+          "target": target, "role": "tune", "round": rounds, "timing": {},
+          "workload_spec": {"steps": budget},
+          "curves": {"step": grid, "seconds": [s / 1000 for s in grid], f"valid_{metric}": valid},
+          "summary": {"final_valid": final_valid, "steps_to_target": steps, "final_test": final_valid}}
 
 
-def test_select_best_uses_final_validation_then_speed_and_never_a_diverged_trial():
-  acc = workloads.get_workload("digits_logreg")  # mode max
-  trials = [_trial(0.90, lr=1), _trial(None, status="diverged", lr=2), _trial(0.95, steps=80, lr=3),
-            _trial(0.95, steps=40, lr=4)]
-  assert suite.select_best(acc, trials)["hparams"]["learning_rate"] == 4
-  loss = workloads.get_workload("quadratic_deep")  # mode min
-  assert suite.select_best(loss, [_trial(90.0, lr=1), _trial(86.0, lr=2)])["hparams"]["learning_rate"] == 2
-  assert suite.select_best(loss, [_trial(None, status="diverged")]) is None
+def test_time_to_target_is_read_from_the_curve_with_any_target():
+  r = _trial(0.97, steps=40)
+  assert analysis.time_to_target(r) == (40, 0.04)
+  assert analysis.time_to_target(r, target=0.99) == (None, None)  # a recorded target applies to an old run
+  assert analysis.time_to_target(r, target=0.5) == (0, 0.0)
+
+
+def test_selection_and_scoring_agree():
+  """The default selection is the suite's score: fewest steps to the target, then the final validation value."""
+  acc = workloads.get_workload("digits_logreg").with_budget(target=0.95)
+  trials = [_trial(0.99, steps=80, lr=1), _trial(None, status="diverged", lr=2), _trial(0.96, steps=40, lr=3),
+            _trial(0.96, steps=40, lr=4, ), _trial(0.97, steps=None, lr=5)]
+  trials[3]["summary"]["final_valid"] = trials[3]["curves"]["valid_accuracy"][-1] = 0.965
+  assert suite.select_best(acc, trials)["hparams"]["learning_rate"] == 4  # 40 steps, better final value
+  # The old criterion picked the best final value, which is slower to the target (the issue's breast_cancer case).
+  assert suite.select_best(acc, trials, by="final_valid")["hparams"]["learning_rate"] == 1
+  loss = workloads.get_workload("quadratic_deep").with_budget(target=87.0)  # mode min
+  picked = suite.select_best(loss, [_trial(90.0, lr=1, mode="min", metric="loss", target=87.0),
+                                    _trial(86.0, lr=2, steps=60, mode="min", metric="loss", target=87.0)])
+  assert picked["hparams"]["learning_rate"] == 2
+  assert suite.select_best(loss, [_trial(None, status="diverged", mode="min", metric="loss")]) is None
+  with pytest.raises(ValueError, match="selection: expected one of"):
+    suite.select_best(acc, trials, by="best_test")
+  # The trial selected is the one the score counts: its steps are the minimum over the trials' times.
+  assert analysis.time_to_target(suite.select_best(acc, trials))[0] == min(
+      t for t in (analysis.time_to_target(r)[0] for r in trials if r["status"] == "ok") if t is not None)
+
+
+def test_an_edge_pick_or_all_diverged_extends_the_grid_beyond_that_edge():
+  first = [{"learning_rate": lr} for lr in (1e-3, 1e-2, 1e-1, 1.0)]
+  trials = [_trial(0.9, lr=h["learning_rate"], steps=None) for h in first]
+  trials[0]["summary"]["final_valid"] = 0.99  # the smallest rate wins
+  best = trials[0]
+  assert suite.edge_side(trials, best) == "low"
+  assert suite.extension_trials(trials, first, best, "low", 2) == [{"learning_rate": 1e-4}, {"learning_rate": 1e-5}]
+  assert suite.edge_side(trials, trials[3]) == "high"
+  assert suite.extension_trials(trials, first, trials[3], "high", 1) == [{"learning_rate": 10.0}]
+  assert suite.edge_side(trials, trials[1]) is None
+  assert suite.edge_side(trials, None) == "low"  # every trial diverged: smaller rates
 
 
 def test_performance_profiles_follow_the_definition():
   times = {"w1": {"a": 10.0, "b": 20.0, "c": math.inf},
            "w2": {"a": math.inf, "b": 5.0, "c": 15.0},
-           "w3": {"a": 8.0, "b": 8.0}}  # c has no result on w3: counts as not reached
+           "w3": {"a": 8.0, "b": 8.0}}  # c has no result on w3 (unresolved): left out of c's profile
   taus, prof = analysis.performance_profiles(times, num=7)  # taus 1, 1.5, ..., 4
   assert taus.tolist() == [1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]
   np.testing.assert_allclose(prof["a"], [2 / 3] * 7)
   np.testing.assert_allclose(prof["b"], [2 / 3, 2 / 3, 1, 1, 1, 1, 1])
-  np.testing.assert_allclose(prof["c"], [0, 0, 0, 0, 1 / 3, 1 / 3, 1 / 3])
+  np.testing.assert_allclose(prof["c"], [0, 0, 0, 0, 1 / 2, 1 / 2, 1 / 2])
   assert analysis.profile_score(taus, prof["a"]) == pytest.approx(2 / 3)
   assert analysis.profile_score(taus, np.ones(7)) == pytest.approx(1.0)
 
 
-def _summary(workload, optimizer, steps, test_mean, mode="max"):
+def test_bootstrap_intervals_are_reproducible_and_cover_the_statistic():
+  values = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0, 5.0, 3.0]
+  a = analysis.bootstrap_ci(values, np.mean, seed=7)
+  assert a == analysis.bootstrap_ci(values, np.mean, seed=7)  # the same seed, the same interval
+  assert a != analysis.bootstrap_ci(values, np.mean, seed=8)
+  assert a[0] < np.mean(values) < a[1] and min(values) <= a[0] and a[1] <= max(values)
+  # Unreached seeds (inf) make the median infinite when half or more of them are.
+  assert analysis.bootstrap_ci([10.0, math.inf, math.inf, math.inf], np.median)[1] == math.inf
+  assert analysis.bootstrap_ci([5.0] * 6) == (5.0, 5.0)
+  with pytest.raises(ValueError, match="bootstrap_ci: expected a non-empty 1-D"):
+    analysis.bootstrap_ci([])
+
+
+def test_paired_sign_flip_test_is_exact():
+  # Every difference positive over 5 seeds: only the all-plus and all-minus patterns are as extreme: p = 2/32.
+  t = analysis.paired_test([2.0, 3.0, 4.0, 5.0, 6.0], [1.0, 1.0, 1.0, 1.0, 1.0])
+  assert t["diff"] == pytest.approx(3.0) and t["p"] == pytest.approx(2 / 32) and t["ci"][0] > 0
+  assert analysis.paired_test([1.0, 2.0], [1.0, 2.0])["p"] == 1.0
+  with pytest.raises(ValueError, match="paired_test"):
+    analysis.paired_test([1.0], [1.0, 2.0])
+
+
+def _summary(workload, optimizer, steps, test_mean, mode="max", seeds=(1, 2, 3), toy=False, unresolved=False):
+  per_seed = [float(steps)] * len(seeds)
   return {"workload": workload, "optimizer": optimizer, "mode": mode, "steps_to_target": steps,
-          "seconds_to_target": steps / 100, "final_test": {"mean": test_mean}, "trials": 4, "trials_diverged": 1}
+          "seconds_to_target": steps / 100, "final_test": {"mean": test_mean}, "trials": 4, "extension_trials": 0,
+          "trials_diverged": 1, "toy": toy, "variant_of": None, "unresolved": unresolved, "train_seconds": 0.1,
+          "steps_per_seed": per_seed, "seconds_per_seed": [x / 100 for x in per_seed], "seed_list": list(seeds),
+          "final_test_values": [test_mean] * len(seeds), "seeds": len(seeds), "budget_steps": 100}
 
 
-def test_leaderboard_ranks_by_profile_score():
+def test_leaderboard_ranks_by_profile_score_on_the_scored_pairs_only():
   rows = [_summary("w1", "a", 10, 0.9), _summary("w1", "b", 30, 0.95),
-          _summary("w2", "a", 50, 0.8), _summary("w2", "b", math.inf, 0.7)]
+          _summary("w2", "a", 50, 0.8), _summary("w2", "b", math.inf, 0.7),
+          _summary("toy", "b", 1, 0.0, toy=True), _summary("toy", "a", 100, 0.0, toy=True),
+          _summary("w3", "b", 1, 0.99, unresolved=True), _summary("w3", "a", 5, 0.9)]
   board = analysis.leaderboard(rows)
   assert [r["optimizer"] for r in board] == ["a", "b"]
   a, b = board
-  assert a["score_steps"] == pytest.approx(1.0) and a["targets"] == 2 and a["mean_rank"] == pytest.approx(1.5)
+  assert a["score_steps"] == pytest.approx(1.0) and a["targets"] == 3 and a["mean_rank"] == pytest.approx(4 / 3)
   assert 0 < b["score_steps"] < 0.5 and b["targets"] == 1 and b["diverged_trials"] == pytest.approx(0.25)
+  assert a["score_steps_ci"][0] <= a["score_steps"] <= a["score_steps_ci"][1]
+  assert a["score_seconds"] is None  # runs of 0.1 s are too short to time: steps are the unit
+  assert a["separated"]  # identical seeds: no spread, the margin's interval excludes zero
+
+
+def test_leave_one_out_ranks_without_each_workload_and_each_optimizer():
+  rows = [_summary("w1", "a", 10, 0.9), _summary("w1", "b", 30, 0.9), _summary("w1", "c", 40, 0.9),
+          _summary("w2", "a", 50, 0.9), _summary("w2", "b", 20, 0.9), _summary("w2", "c", 30, 0.9),
+          _summary("w3", "a", 10, 0.9), _summary("w3", "b", 40, 0.9), _summary("w3", "c", 12, 0.9)]
+  assert analysis.leaderboard(rows)[0]["optimizer"] == "a"
+  loo = {r["left_out"]: r for r in analysis.leave_one_out(rows)}
+  assert set(loo) == {"workload w1", "workload w2", "workload w3", "optimizer a", "optimizer b", "optimizer c"}
+  # Without w1, c's two near-best times beat a's mix of best and 2.5x: the leader depends on w1.
+  assert loo["workload w1"]["ranking"] == ["c", "a", "b"] and not loo["workload w1"]["same_leader"]
+  assert loo["workload w2"]["leader"] == "a" and loo["workload w2"]["same_leader"]
+  assert loo["optimizer a"]["ranking"] == ["c", "b"] and loo["optimizer a"]["same_leader"]
+  assert all(r["kendall_tau"] is None or -1 <= r["kendall_tau"] <= 1 for r in loo.values())
+  assert analysis.kendall_tau(["a", "b", "c"], ["c", "b", "a"]) == -1.0
+
+
+def test_suite_refuses_bad_protocol_settings():
+  with pytest.raises(ValueError, match="selection must be one of"):
+    suite.Suite(name="x", workloads=("digits_logreg",), optimizers=("adam",), selection="best_test")
+  with pytest.raises(ValueError, match="max_extensions must be a non-negative integer"):
+    suite.Suite(name="x", workloads=("digits_logreg",), optimizers=("adam",), max_extensions=-1)
+  with pytest.raises(ValueError, match="shared_space"):
+    suite.Suite(name="x", workloads=("digits_logreg",), optimizers=("adam",),
+                shared_space={"learning_rate": {"distribution": "log_uniform", "low": 0.0, "high": 1.0}})
+
+
+def test_the_shared_range_is_every_optimizers_range():
+  small = suite.get_suite("small")
+  drawn = {o: [h["learning_rate"] for h in __import__("jdl.bench.search", fromlist=["x"]).draw_trials(
+      small.optimizer(o), small.trials, method=small.search, tune=small.tune)] for o in small.optimizers}
+  grids = {tuple(v) for v in drawn.values()}
+  assert len(grids) == 1  # the same 13 rates for sgd, adam, adagrad, ...
+  (grid,) = grids
+  assert len(grid) == 13 and grid[0] == 1e-5 and grid[-1] == 10.0
+  assert grid[1] == pytest.approx(10 ** -4.5, rel=1e-5)  # half a decade apart

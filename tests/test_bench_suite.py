@@ -12,7 +12,7 @@ import pytest
 from jdl import cli
 from jdl.bench import records
 
-SMOKE_RUNS = 3 * 4 * (4 + 4)  # workloads x optimizers x (trials + seeds)
+SMOKE_PAIRS = 3 * 4  # workloads x optimizers, each 4 trials (+ edge extensions) and 4 seeds
 
 
 def _jdl(*args, env):
@@ -43,16 +43,22 @@ def test_smoke_suite_interrupted_then_resumed_then_reported(tmp_path, env, capsy
 
   second = _jdl("bench", "run", "--suite", "smoke", "--out", str(out), env=env)
   assert second.returncode == 0, second.stdout + second.stderr
-  assert f"{SMOKE_RUNS - 30} run(s) written, 30 already there" in second.stdout
   ids = _ids(out)
-  assert len(ids) == SMOKE_RUNS and not [i for i, n in Counter(ids).items() if n > 1]
+  total = len(ids)
+  assert f"{total - 30} run(s) written, 30 already there" in second.stdout
+  assert not [i for i, n in Counter(ids).items() if n > 1]
   assert (out / records.RESULTS_FILE).read_bytes().startswith(written)  # finished runs were not redone
 
   assert cli.main(["bench", "run", "--suite", "smoke", "--out", str(out)]) == 0  # nothing left to do
-  assert f"0 run(s) written, {SMOKE_RUNS} already there" in capsys.readouterr().out
+  assert f"0 run(s) written, {total} already there" in capsys.readouterr().out
 
   recs = [json.loads(line) for line in (out / records.RESULTS_FILE).read_text().splitlines()]
-  assert Counter(r["role"] for r in recs) == {"tune": 48, "final": 48}
+  extensions = [r for r in recs if r["round"]]
+  assert Counter(r["role"] for r in recs) == {"tune": SMOKE_PAIRS * 4 + len(extensions), "final": SMOKE_PAIRS * 4}
+  # The shared grid is 1e-3..1 (4 points); an edge pick tried one more rate beyond that edge, at the grid's spacing.
+  assert extensions and all(r["hparams"]["learning_rate"] in (1e-4, 10.0) for r in extensions)
+  assert {r["hparams"]["learning_rate"] for r in recs if r["role"] == "tune" and not r["round"]} == {
+      0.001, 0.01, 0.1, 1.0}
   assert {r["workload"] for r in recs} == {"rosenbrock", "quadratic_deep", "digits_logreg"}
   assert {r["optimizer"] for r in recs} == {"sgd", "momentum", "adam", "rmsprop"}
   final = [r for r in recs if r["role"] == "final" and r["workload"] == "digits_logreg"]
@@ -67,10 +73,12 @@ def test_smoke_suite_interrupted_then_resumed_then_reported(tmp_path, env, capsy
   html = (out / "report.html").read_text()
   for text in ("Leaderboard", "digits_logreg", "rosenbrock", "jax", "git revision", "confirmation seeds"):
     assert text in md and text in html
-  assert html.count("data:image/png;base64,") == 4  # profiles, curves, sensitivity, trajectories
+  for text in ("Leaderboard stability", "95% CI", "toy problem: not in the score", "sign-flip p"):
+    assert text in md and text in html
+  assert html.count("data:image/png;base64,") == 5  # profiles, budget, curves, sensitivity, trajectories
   assert "report_files/" not in html  # self-contained
   assert all((out / "report_files" / f"{n}.png").exists()
-             for n in ("profiles", "learning_curves", "lr_sensitivity", "trajectories"))
+             for n in ("profiles", "budget", "learning_curves", "lr_sensitivity", "trajectories"))
 
 
 USER_FILE = '''
@@ -80,7 +88,7 @@ import jdl.optim
 
 jdl.bench.register_workload(jdl.bench.dataset_workload(
     "iris_tiny", dataset="iris", model="mlp", model_options={"hidden": (8,)}, target=0.8, steps=40,
-    eval_every=10, batch_size=16))
+    eval_every=10, batch_size=16, valid_percent=50, min_valid=50))
 jdl.bench.register_optimizer("optax_momentum", optax.sgd, search_space={
     "learning_rate": jdl.optim.log_uniform(1e-2, 1.0), "momentum": jdl.optim.uniform(0.0, 0.9)})
 jdl.bench.register_optimizer("optax_adam", optax.adam, search_space={
@@ -160,3 +168,52 @@ def test_bench_refuses_a_training_runs_directory(tmp_path, capsys):
   (tmp_path / "config.json").write_text("{}")
   assert cli.main(["bench", "run", "--suite", "smoke", "--out", str(tmp_path)]) == 2
   assert "is the directory of a `jdl train` run" in capsys.readouterr().err
+
+
+def test_set_targets_records_targets_that_a_suite_then_uses_without_retraining(tmp_path, capsys):
+  import dataclasses  # pylint: disable=g-import-not-at-top
+
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  from jdl.bench import suite as suite_lib, targets  # pylint: disable=g-import-not-at-top
+
+  smoke = dataclasses.replace(suite_lib.get_suite("smoke"), workloads=("digits_logreg",), optimizers=("adam",),
+                              budgets={"digits_logreg": suite_lib.get_suite("smoke").budgets["digits_logreg"]})
+  out = tmp_path / "t"
+  data = targets.set_targets(smoke, out, baselines=["adam"], seeds=3, fraction=0.5, log=lambda line: None)
+  recs = records.read_records(out / records.RESULTS_FILE)
+  reruns = [r for r in recs if r["role"] == "target"]
+  assert sorted(r["seed"] for r in reruns) == [1001, 1002, 1003]
+  # The target: the median over seeds of each rerun's best validation accuracy within the first half (100 steps).
+  best = [max(v for s, v in zip(r["curves"]["step"], r["curves"]["valid_accuracy"]) if s <= 100) for r in reruns]
+  entry = data["workloads"]["digits_logreg"]
+  assert entry["target"] == float(f"{np.median(best):.4g}") and entry["from"] == "adam" and entry["previous"] == 0.9
+  assert entry["baselines"]["adam"]["run_ids"] == [r["run_id"] for r in reruns]
+  assert targets.load(out)["workloads"] == data["workloads"]  # a directory or its targets.json
+
+  # The suite in the same directory reuses every tuning run (a run's id does not depend on its target) and
+  # selects with the recorded target.
+  tuned = {r["run_id"] for r in recs if r["role"] == "tune"}
+  with_targets = dataclasses.replace(smoke, targets=str(out / targets.TARGETS_FILE))
+  assert with_targets.workload("digits_logreg").target == entry["target"]
+  progress = suite_lib.run_suite(with_targets, out, log=lambda line: None)
+  assert progress.skipped >= len(tuned)
+  after = records.read_records(out / records.RESULTS_FILE)
+  assert {r["run_id"] for r in after if r["role"] == "tune"} == tuned
+  assert {r["target"] for r in after if r["role"] == "final"} == {entry["target"]}
+  meta = json.loads((out / "meta.json").read_text())
+  assert meta[-1]["targets"] == {"digits_logreg": entry["target"]} and meta[-1]["targets_source"].endswith(
+      "targets.json")
+  assert cli.main(["bench", "report", str(out)]) == 0
+  md = (out / "report.md").read_text()
+  assert "recorded by `jdl bench set-targets`" in md and f"≥ {entry['target']}" in md
+  assert "1001" not in md.split("## Workload")[1]  # the reruns are not confirmation seeds of any pair
+  capsys.readouterr()
+
+  with pytest.raises(FileNotFoundError, match="neither a targets.json file nor a shipped name"):
+    targets.load(tmp_path / "nope")
+  (tmp_path / "bad.json").write_text('{"workloads": {"w": {"value": 1}}}')
+  with pytest.raises(ValueError, match="is not a targets file"):
+    targets.load(tmp_path / "bad.json")
+  with pytest.raises(ValueError, match="seeds: expected an integer >= 2"):
+    targets.set_targets(smoke, out, baselines=["adam"], seeds=1)

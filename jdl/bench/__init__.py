@@ -12,20 +12,25 @@ The pieces, each usable alone:
   ``grid`` or ``quasirandom`` search, and which hyperparameters trace.
 * ``engine.train_runs``: many runs of one workload and optimizer as one
   vmapped, compiled program.
-* ``suite``: suites and the protocol (tune K, select on validation, confirm
-  with S seeds), resumable through ``records``.
-* ``analysis``, ``report``: performance profiles, tables, plots.
+* ``suite``: suites and the protocol (tune K over a shared range, extend the
+  edges, select what is scored, confirm with S seeds), resumable through
+  ``records``.
+* ``targets``: recorded targets (``jdl bench set-targets``).
+* ``analysis``, ``report``: performance profiles, bootstrap intervals, paired
+  tests, leave-one-out stability, tuning-budget curves, tables, plots.
 
 See docs/benchmarks.md.
 """
 
-from jdl.bench.analysis import leaderboard, performance_profiles, profile_score, summaries
+from jdl.bench.analysis import (bootstrap_ci, leave_one_out, leaderboard, paired_test, performance_profiles,
+                                profile_score, summaries)
 from jdl.bench.engine import RunResult, RunSpec, train_runs
 from jdl.bench.records import ResultStore, read_records, run_config, run_id
 from jdl.bench.report import write_report
 from jdl.bench.search import (BenchOptimizer, draw_trials, get_optimizer, list_optimizers, register_optimizer,
                               trace_plan)
 from jdl.bench.suite import Suite, get_suite, list_suites, register_suite, run_pair, run_suite, select_best
+from jdl.bench.targets import set_targets
 from jdl.bench.workloads import (Problem, Surface, Workload, build, dataset_workload, get_workload, list_workloads,
                                  register_workload, surface_workload)
 
@@ -38,6 +43,7 @@ __all__ = [
     "Suite",
     "Surface",
     "Workload",
+    "bootstrap_ci",
     "build",
     "dataset_workload",
     "draw_trials",
@@ -45,9 +51,11 @@ __all__ = [
     "get_suite",
     "get_workload",
     "leaderboard",
+    "leave_one_out",
     "list_optimizers",
     "list_suites",
     "list_workloads",
+    "paired_test",
     "performance_profiles",
     "profile_score",
     "read_records",
@@ -59,6 +67,7 @@ __all__ = [
     "run_pair",
     "run_suite",
     "select_best",
+    "set_targets",
     "summaries",
     "surface_workload",
     "trace_plan",

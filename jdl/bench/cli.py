@@ -5,6 +5,7 @@
                   [--max-runs N] [--executor local|submitit [--cluster slurm|local|debug] ...]
     jdl bench run --list
     jdl bench report DIR [--import FILE ...]
+    jdl bench set-targets --suite NAME --out DIR [--baselines adam,momentum] [--seeds 20] [--fraction 0.75]
 
 Exit status of ``run``: 0 when the suite is complete, 3 when ``--max-runs``
 stopped it (run the same command again to continue), 1 when some groups
@@ -38,6 +39,12 @@ def run_parser() -> argparse.ArgumentParser:
   p.add_argument("--seeds", type=int, help="confirmation seeds S")
   p.add_argument("--search", choices=("grid", "quasirandom"), help="how trials are drawn")
   p.add_argument("--tune", help="tuned hyperparameters: 'all' or a comma-separated list with learning_rate")
+  p.add_argument("--selection", choices=("time_to_target", "final_valid"),
+                 help="what picks the setting to confirm (default: the suite's, time_to_target)")
+  p.add_argument("--no-extend-edges", dest="extend_edges", action="store_false", default=None,
+                 help="do not try more learning rates when the selected one is at the edge of the grid")
+  p.add_argument("--targets", help="a targets.json of `jdl bench set-targets` (or a shipped name) replacing the "
+                 "workloads' targets; 'none' keeps the workloads' own")
   p.add_argument("--devices", type=int, help="local devices to shard each group's runs over (default: one; "
                  "e.g. the GPUs of one host, or CPU devices made with XLA_FLAGS)")
   p.add_argument("--max-runs", type=int, help="stop after writing this many runs (exit status 3)")
@@ -67,9 +74,11 @@ def _suite_from_args(args: argparse.Namespace):
   if args.optimizers:  # the suite's search spaces of the optimizers kept stay; the others go with them
     changes["optimizers"] = args.optimizers
     changes["search_spaces"] = {k: v for k, v in suite.search_spaces.items() if k in args.optimizers}
-  for arg in ("trials", "seeds", "search"):
-    if getattr(args, arg) is not None:
+  for arg in ("trials", "seeds", "search", "selection", "extend_edges"):
+    if getattr(args, arg, None) is not None:
       changes[arg] = getattr(args, arg)
+  if getattr(args, "targets", None) is not None:
+    changes["targets"] = None if args.targets == "none" else args.targets
   if args.tune is not None:
     changes["tune"] = None if args.tune.strip() == "all" else _names(args.tune)
   return dataclasses.replace(suite, **changes) if changes else suite
@@ -150,6 +159,50 @@ def report_main(argv: Sequence[str]) -> int:
     cluster.load_user_file(path)
   md, html = report.write_report(args.dir)
   print(f"wrote {md} and {html}")
+  return 0
+
+
+def set_targets_parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(
+      prog="jdl bench set-targets",
+      description="Tune the baseline optimizers on every workload of a suite, rerun their selected settings over "
+      "many seeds and record each workload's target: the best baseline's median (over seeds) of the best "
+      "validation value within the first FRACTION of the step budget. Writes DIR/targets.json; the runs go to "
+      "DIR/results.jsonl (resumable).")
+  p.add_argument("--suite", required=True, help="the suite whose workloads, search space and trials are used")
+  p.add_argument("--out", required=True, help="results directory")
+  p.add_argument("--baselines", type=_names, default=("adam", "momentum"),
+                 help="comma-separated baseline optimizers (default: adam,momentum)")
+  p.add_argument("--workloads", type=_names, help="comma-separated workloads replacing the suite's")
+  p.add_argument("--seeds", type=int, default=20, help="reruns of each baseline's selected setting (default 20)")
+  p.add_argument("--fraction", type=float, default=0.75,
+                 help="share of the step budget within which a run's best validation value counts (default 0.75)")
+  p.add_argument("--import", dest="imports", action="append", default=[], metavar="FILE",
+                 help="a Python file registering workloads, optimizers or suites (repeatable)")
+  p.add_argument("--quiet", action="store_true", help="no progress lines")
+  return p
+
+
+def set_targets_main(argv: Sequence[str]) -> int:
+  """``jdl bench set-targets``; returns the exit status."""
+  args = set_targets_parser().parse_args(list(argv))
+  from jdl.bench import cluster  # pylint: disable=g-import-not-at-top
+  from jdl.bench import suite as suite_lib  # pylint: disable=g-import-not-at-top
+  from jdl.bench import targets as targets_lib  # pylint: disable=g-import-not-at-top
+  from jdl.train import experiment  # pylint: disable=g-import-not-at-top
+
+  for path in args.imports:
+    cluster.load_user_file(path)
+  suite = suite_lib.get_suite(args.suite)
+  if args.workloads:
+    suite = dataclasses.replace(suite, workloads=args.workloads,
+                                budgets={k: v for k, v in suite.budgets.items() if k in args.workloads})
+  experiment.enable_compilation_cache()
+  log = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
+  data = targets_lib.set_targets(suite, args.out, baselines=args.baselines, seeds=args.seeds,
+                                 fraction=args.fraction, log=log,
+                                 argv=["jdl", "bench", "set-targets", *argv])
+  print(f"{args.out}/{targets_lib.TARGETS_FILE}: targets for {len(data['workloads'])} workload(s)")
   return 0
 
 

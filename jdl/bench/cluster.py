@@ -59,19 +59,10 @@ def merge_shards(store: records_lib.ResultStore) -> int:
 
 def pair_complete(suite: suite_lib.Suite, workload: str, optimizer: str,
                   records: Sequence[Mapping[str, Any]]) -> bool:
-  """Whether every run of the pair's protocol is among ``records``."""
-  wl = suite.workload(workload)
-  opt = suite.optimizer(optimizer)
-  by_id = {r["run_id"]: r for r in records}
-  trials = search.draw_trials(opt, suite.trials, method=suite.search, tune=suite.tune, seed=suite.tuning_seed)
-  ids = [records_lib.run_id(records_lib.run_config(wl.spec(), opt.name, h, suite.tuning_seed)) for h in trials]
-  if not all(i in by_id for i in ids):
-    return False
-  best = suite_lib.select_best(wl, [by_id[i] for i in ids])
-  if best is None:
-    return True
-  return all(records_lib.run_id(records_lib.run_config(wl.spec(), opt.name, best["hparams"], s)) in by_id
-             for s in suite.final_seeds())
+  """Whether every run of the pair's protocol (edge extensions and confirmation included) is among ``records``."""
+  plan = suite_lib.plan_pair(suite, suite.workload(workload), suite.optimizer(optimizer),
+                             {r["run_id"]: r for r in records})
+  return plan.missing is None
 
 
 def pair_job(suite: suite_lib.Suite, workload: str, optimizer: str, out: str, imports: Sequence[str] = ()) -> int:

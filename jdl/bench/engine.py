@@ -69,13 +69,15 @@ class RunResult:
     status: ``"ok"`` or ``"diverged"``.
     diverged_at_step: the first step with a non-finite loss, or None.
     curves: lists over evaluation points (step 0 included): ``step``,
-      ``seconds`` (training wall time so far, evaluation excluded, per run:
+      ``seconds`` (training wall time so far, evaluation and compilation excluded, per run:
       the program's time divided by its real runs), ``train_loss`` (mean over
       the steps since the previous point; None at step 0), ``valid_<metric>``
-      and ``test_<metric>`` (None where not finite).
+      and ``test_<metric>`` (None where not finite or not evaluated).
     trajectory: for 2-D workloads, ``{"u": [...], "v": [...]}`` at every step.
-    summary: ``final_valid``, ``best_valid``, ``final_test``, ``best_test``,
-      ``steps_to_target``, ``seconds_to_target`` (None when not reached).
+    summary: ``final_valid``, ``best_valid``, ``final_test`` (the test set is
+      evaluated at the end of the run only, unless the workload's
+      ``test_every_eval``), ``steps_to_target``, ``seconds_to_target`` (None
+      when not reached).
     timing: ``compile_seconds`` (of this run's program; 0 when it was
       compiled before), ``train_seconds`` and ``eval_seconds`` of the whole
       program, ``runs_in_program`` (real runs), ``program_size`` (with padding),
@@ -228,25 +230,21 @@ def _eval_state(state: Any) -> Any:
                     model_state=state.model_state, rng=state.rng)
 
 
-def _eval_program(workload: Workload, problem: Problem, size: int, vmapped: bool,
+def _eval_program(workload: Workload, problem: Problem, what: str, size: int, vmapped: bool,
                   where: _Placement = SINGLE) -> tuple[Any, float]:
-  """``(eval_states, valid_blocks, test_blocks) -> (valid sums, test sums)``, shared by every optimizer."""
+  """``(eval_states, blocks) -> sums`` over the ``what`` split (``"valid"`` or ``"test"``), shared by every optimizer."""
   from jdl.train import programs  # pylint: disable=g-import-not-at-top
 
   _, eval_step = _steps(workload, problem)
   run = programs.eval_program(eval_step)
 
-  def evaluate_one(state, valid, test):
-    return run(state, valid), run(state, test)
-
   def build():
     (_, one), _ = _init_program(workload, problem)
     states = _lead(jax.eval_shape(_eval_state, one), size, vmapped, where)
-    fn = jax.vmap(evaluate_one, in_axes=(0, None, None)) if vmapped else evaluate_one
-    return jax.jit(fn).lower(states, _placed(problem, "valid", workload.eval_batch_size, where),
-                             _placed(problem, "test", workload.eval_batch_size, where)).compile()
+    fn = jax.vmap(run, in_axes=(0, None)) if vmapped else run
+    return jax.jit(fn).lower(states, _placed(problem, what, workload.eval_batch_size, where)).compile()
 
-  prog, seconds, _ = _compiled(("eval", id(problem), workload.precision, workload.streamed, size,
+  prog, seconds, _ = _compiled(("eval", id(problem), what, workload.precision, workload.streamed, size,
                                 workload.eval_batch_size, vmapped, where.key), build)
   return prog, seconds
 
@@ -261,7 +259,7 @@ def _train_programs(workload: Workload, problem: Problem, opt: search.BenchOptim
   length = workload.eval_every
 
   def tx_of(hp):
-    return search.make_tx(opt, plan, static, hp)
+    return search.make_tx(opt, plan, static, hp, workload.steps)
 
   def start_one(base, hp):
     state = base.replace(opt_state=tx_of(hp).init(base.params))
@@ -273,8 +271,8 @@ def _train_programs(workload: Workload, problem: Problem, opt: search.BenchOptim
     return state, metrics, _eval_state(state)
 
   static_key = tuple(sorted((k, repr(v)) for k, v in static.items()))
-  key = ("train", id(problem), workload.precision, opt.name, id(opt.factory), plan, static_key, size, length,
-         workload.batch_size, vmapped, where.key)
+  key = ("train", id(problem), workload.precision, opt.name, id(opt.factory), opt.schedule, plan, static_key, size,
+         length, workload.steps, workload.batch_size, vmapped, where.key)
 
   def build():
     (_, one), _ = _init_program(workload, problem)
@@ -398,8 +396,9 @@ def _train_program(workload: Workload, problem: Problem, opt: search.BenchOptimi
   hp = {k: np.asarray([float(r.hparams[k]) for r in padded], np.float32) for k in names}
   start_c, chunk_c, compile_seconds = _train_programs(workload, problem, opt, plan, static, size, vmapped, where)
   (init_c, _), init_seconds = _init_program(workload, problem)
-  eval_c, eval_compile_seconds = _eval_program(workload, problem, size, vmapped, where)
-  compile_seconds += init_seconds + eval_compile_seconds
+  valid_c, valid_compile_seconds = _eval_program(workload, problem, "valid", size, vmapped, where)
+  test_c, test_compile_seconds = _eval_program(workload, problem, "test", size, vmapped, where)
+  compile_seconds += init_seconds + valid_compile_seconds + test_compile_seconds
   data = _placed(problem, "train", where=where)
   valid = _placed(problem, "valid", workload.eval_batch_size, where)
   test = _placed(problem, "test", workload.eval_batch_size, where)
@@ -414,12 +413,15 @@ def _train_program(workload: Workload, problem: Problem, opt: search.BenchOptimi
   states, eval_states = start_c(where.put(base, where.runs()), where.put(hp, where.runs()))
   per_run = (lambda x: np.asarray(x)) if vmapped else (lambda x: np.asarray(x)[None])
 
-  def evaluate(eval_states):
-    sums_v, sums_t = jax.device_get(eval_c(eval_states, valid, test))
-    return _per_run_means(sums_v, size, vmapped), _per_run_means(sums_t, size, vmapped)
+  def evaluate(eval_states, with_test):
+    """Validation means, and test means (None unless ``with_test``: the test set is read once, at the end)."""
+    sums_v = valid_c(eval_states, valid)
+    sums_t = test_c(eval_states, test) if with_test else None
+    sums_v, sums_t = jax.device_get((sums_v, sums_t))
+    return _per_run_means(sums_v, size, vmapped), None if sums_t is None else _per_run_means(sums_t, size, vmapped)
 
   t0 = time.perf_counter()
-  ev_valid, ev_test = evaluate(eval_states)
+  ev_valid, ev_test = evaluate(eval_states, workload.test_every_eval)
   eval_seconds = time.perf_counter() - t0
   metric_names = [k for k in ev_valid if not (workload.surface is not None and k in ("u", "v"))]
   curves: dict[str, list[list[Any]]] = {"step": [], "seconds": [], "train_loss": []}
@@ -434,7 +436,7 @@ def _train_program(workload: Workload, problem: Problem, opt: search.BenchOptimi
     curves["train_loss"].append([None] * size if train_loss is None else train_loss)
     for k in metric_names:
       curves[f"valid_{k}"].append(list(ev_valid[k]))
-      curves[f"test_{k}"].append(list(ev_test[k]))
+      curves[f"test_{k}"].append([None] * size if ev_test is None else list(ev_test[k]))
     for r in range(size):
       if diverged_at[r] is None and not np.isfinite(ev_valid["loss"][r]):
         diverged_at[r] = step
@@ -444,7 +446,8 @@ def _train_program(workload: Workload, problem: Problem, opt: search.BenchOptimi
   # Every run's data order for its whole budget, computed once: (runs, steps, B).
   orders = {s: pipeline.batch_indices(s, 0, workload.steps, bs, n) for s in set(seeds)}
   order = np.stack([orders[s] for s in seeds])
-  for c in range(workload.steps // length):
+  chunks = workload.steps // length
+  for c in range(chunks):
     start = c * length
     idx = order[:, start:start + length]
     idx_dev = jax.block_until_ready(where.put(idx if vmapped else idx[0], where.runs()))
@@ -453,19 +456,20 @@ def _train_program(workload: Workload, problem: Problem, opt: search.BenchOptimi
     jax.block_until_ready((states, eval_states))
     train_seconds += time.perf_counter() - t0
     metrics = {k: per_run(v) for k, v in jax.device_get(metrics).items()}
+    if workload.surface is not None:
+      traj["u"].append(np.asarray(metrics["u"], np.float64))
+      traj["v"].append(np.asarray(metrics["v"], np.float64))
     for r in range(size):
       bad = programs.first_nonfinite(metrics["loss"][r])
       if diverged_at[r] is None and bad is not None:
         diverged_at[r] = start + bad + 1
-    if workload.surface is not None:
-      traj["u"].append(np.asarray(metrics["u"], np.float64))
-      traj["v"].append(np.asarray(metrics["v"], np.float64))
+    stop = c == chunks - 1 or all(d is not None for d in diverged_at[:real])
     t0 = time.perf_counter()
-    ev_valid, ev_test = evaluate(eval_states)
+    ev_valid, ev_test = evaluate(eval_states, stop or workload.test_every_eval)
     eval_seconds += time.perf_counter() - t0
     record(start + length, train_seconds / real,
            [programs.train_means([{"loss": metrics["loss"][r]}])["loss"] for r in range(size)])
-    if all(d is not None for d in diverged_at[:real]):
+    if stop:
       break
 
   timing = {"compile_seconds": compile_seconds, "train_seconds": train_seconds,
@@ -512,5 +516,5 @@ def summarize(workload: Workload, curves: Mapping[str, Sequence[Any]]) -> dict[s
       steps_to_target, seconds_to_target = curves["step"][i], curves["seconds"][i]
       break
   return {"final_valid": valid[-1] if valid else None, "best_valid": best(valid),
-          "final_test": test[-1] if test else None, "best_test": best(test),
+          "final_test": test[-1] if test else None,
           "steps_to_target": steps_to_target, "seconds_to_target": seconds_to_target}

@@ -22,15 +22,20 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 2  # 2: the data order and programs of jdl train (one engine)
+PROTOCOL_VERSION = 3  # 2: the data order and programs of jdl train (one engine); 3: test set at the end only
 RESULTS_FILE = "results.jsonl"
 ERRORS_FILE = "errors.jsonl"
 
 
+# Workload facts that do not change what a run trains: a new target (``jdl bench set-targets``) reuses the runs.
+NOT_TRAINING = ("target", "toy", "variant_of")
+
+
 def run_config(workload_spec: Mapping[str, Any], optimizer: str, hparams: Mapping[str, Any],
                seed: int) -> dict[str, Any]:
-  """The full configuration of a run, the input of ``run_id``."""
-  return {"protocol": PROTOCOL_VERSION, "workload": dict(workload_spec), "optimizer": optimizer,
+  """The full configuration of a run, the input of ``run_id``: what it trains (not the workload's target)."""
+  workload = {k: v for k, v in workload_spec.items() if k not in NOT_TRAINING}
+  return {"protocol": PROTOCOL_VERSION, "workload": workload, "optimizer": optimizer,
           "hparams": {k: hparams[k] for k in sorted(hparams)}, "seed": int(seed)}
 
 

@@ -171,11 +171,30 @@ def plot_lr_sensitivity(grouped: Mapping[tuple[str, str], Mapping[str, Sequence[
   return fig
 
 
-def plot_profiles(pair_summaries: Sequence[Mapping[str, Any]], colors: Mapping[str, Any]):
-  """Performance profiles on steps and on training seconds to the target."""
+def plot_budget(curves: Mapping[str, Sequence[float]], colors: Mapping[str, Any]):
+  """The steps score against the number of tuning trials; None without curves."""
+  if not curves:
+    return None
+  fig, ax = plt.subplots(figsize=(6, 3.6))
+  for o, ys in sorted(curves.items()):
+    ax.plot(range(1, len(ys) + 1), ys, "-o", markersize=3, color=colors.get(o), label=o)
+  ax.set_xlabel("tuning trials (random subsets of the grid)")
+  ax.set_ylabel("profile score (steps, tuning seed)")
+  ax.set_ylim(-0.02, 1.02)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  return fig
+
+
+def plot_profiles(pair_summaries: Sequence[Mapping[str, Any]], colors: Mapping[str, Any],
+                  timed: set[str] | None = None):
+  """Performance profiles on steps and on training seconds to the target (``timed``: the workloads seconds use)."""
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
   for ax, key, label in zip(axes, ("steps_to_target", "seconds_to_target"), ("steps", "training seconds")):
-    taus, profiles = analysis.performance_profiles(analysis.times_table(pair_summaries, key))
+    rows = pair_summaries if key == "steps_to_target" or timed is None else [
+        s for s in pair_summaries if s["workload"] in timed]
+    taus, profiles = analysis.performance_profiles(analysis.times_table(rows, key))
     for o, rho in sorted(profiles.items()):
       ax.step(taus, rho, where="post", color=colors[o], label=f"{o} ({analysis.profile_score(taus, rho):.2f})")
     ax.set_xlim(1.0, analysis.TAU_MAX)
@@ -237,31 +256,58 @@ def plot_trajectories(grouped: Mapping[tuple[str, str], Mapping[str, Sequence[Ma
 # --------------------------------------------------------------------------- #
 
 
+def _ci(ci: Any, digits: int = 3) -> str:
+  if not ci:
+    return ""
+  return f" [{_num(ci[0], digits)}, {_num(ci[1], digits)}]"
+
+
 def _table_rows_leaderboard(board: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
-  header = ["rank", "optimizer", "profile score (steps)", "profile score (seconds)", "targets reached",
-            "mean rank (test)", "diverged trials"]
-  rows = [[str(i), r["optimizer"], f"{r['score_steps']:.3f}", f"{r['score_seconds']:.3f}",
+  header = ["rank", "optimizer", "profile score, steps [95% CI]", "profile score, seconds", "targets reached",
+            "mean rank of final test metric", "diverged trials"]
+  rows = [[str(i) + (" (separated)" if r["separated"] else ""), r["optimizer"],
+           f"{r['score_steps']:.3f}{_ci(r['score_steps_ci'])}", _num(r["score_seconds"], 3),
            f"{r['targets']}/{r['workloads']}", _num(r["mean_rank"], 3),
            "–" if r["diverged_trials"] is None else f"{100 * r['diverged_trials']:.0f}%"]
           for i, r in enumerate(board, start=1)]
   return header, rows
 
 
-def _table_rows_workload(rows_in: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+def _table_rows_workload(rows_in: Sequence[Mapping[str, Any]], timed: bool) -> tuple[list[str], list[list[str]]]:
   metric = rows_in[0]["metric"]
-  header = ["optimizer", f"final test {metric} (mean ± std)", f"best test {metric}", "seeds reaching target",
-            "steps to target", "seconds to target", "tuneability", "trial IQR", "diverged trials",
+  header = ["optimizer", f"final test {metric}: mean ± sd [95% CI] (test set, reported only)",
+            "seeds reaching target", "steps to target: median [95% CI]",
+            "seconds to target" if timed else "seconds to target (too short to time: steps are the unit)",
+            "compile s", "tuneability (shared range)", "trial IQR", "diverged trials", "edge extensions",
             "selected hyperparameters"]
   sign = -1.0 if rows_in[0]["mode"] == "max" else 1.0
   ordered = sorted(rows_in, key=lambda s: (sign * s["final_test"]["mean"]) if s["final_test"]["mean"] is not None
                    else math.inf)
-  rows = [[s["optimizer"], _mean_std(s["final_test"]), _mean_std(s["best_test"]), f"{s['reached']}/{s['seeds']}",
-           _num(s["steps_to_target"]), _num(s["seconds_to_target"], 3),
+  rows = [[s["optimizer"] + (" (unresolved)" if s["unresolved"] else ""),
+           _mean_std(s["final_test"]) + _ci(s["final_test"].get("ci"), 4), f"{s['reached']}/{s['seeds']}",
+           _num(s["steps_to_target"]) + _ci(s["steps_ci"], 4),
+           (_num(s["seconds_to_target"], 3) + _ci(s["seconds_ci"])) if timed else "–",
+           _num(s["compile_seconds"], 2),
            "–" if s["tuneability"] is None else f"{100 * s['tuneability']:.0f}%", _num(s["trial_iqr"], 3),
-           f"{s['trials_diverged']}/{s['trials']}",
-           _hparams(s["best_hparams"]) + (" (lr at the edge of the search)" if s.get("lr_at_edge") else "")]
+           f"{s['trials_diverged']}/{s['trials'] + s['extension_trials']}", str(s["rounds"]),
+           _hparams(s["best_hparams"]) + (" (lr at the edge of the rates tried)" if s.get("lr_at_edge") else "")]
           for s in ordered]
   return header, rows
+
+
+def _winner_lines(entry: Mapping[str, Any]) -> list[str]:
+  lines = []
+  for key, what in (("test", "best final test metric"), ("speed", "fewest steps to target")):
+    c = entry.get(key)
+    if not c:
+      continue
+    if c["diff"] is None:
+      lines.append(f"{what}: {c['best']} (against {c['runner_up']}: too few shared seeds to compare)")
+      continue
+    verdict = "separated" if c["separated"] else "not separated: within noise"
+    lines.append(f"{what}: {c['best']}; against {c['runner_up']}, paired over {c['n']} seeds: difference "
+                 f"{_num(c['diff'], 4)}, 95% CI{_ci(c['ci'], 4)}, sign-flip p = {_num(c['p'], 3)} ({verdict})")
+  return lines
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -321,12 +367,112 @@ def _png(fig) -> bytes:
 
 
 PROTOCOL_NOTE = (
-    "Protocol: for each (workload, optimizer), K tuning trials with the tuning seed; the trial with the best final "
-    "validation metric is re-run with S new seeds (DeepOBS, Schneider et al. 2019). Time to target is the median "
-    "over those seeds of the steps (or training seconds, evaluation and compilation excluded) to the first "
-    "evaluation meeting the workload's validation target; performance profiles and their scores follow AlgoPerf "
-    "(Dahl et al. 2023), τ ≤ 4. Seconds are per run: programs that train several runs at once (vmapped) divide "
-    "their time by their runs. See docs/benchmarks.md.")
+    "Protocol: for each (workload, optimizer), K tuning trials with the tuning seed over the suite's search space "
+    "(shared by every optimizer where the suite says so, as DeepOBS); a selected learning rate on the edge of the "
+    "rates tried extends the grid beyond it. The trial selected by the suite's criterion (by default the score "
+    "itself: fewest steps to the validation target, then the final validation value) is re-run with S new seeds. "
+    "Time to target is the median over those seeds of the steps (or training seconds, evaluation and compilation "
+    "excluded) to the first evaluation meeting the workload's validation target; performance profiles and their "
+    "scores follow AlgoPerf (Dahl et al. 2023), τ ≤ 4. Intervals are 95% percentile bootstraps over the seeds; "
+    "paired comparisons use the seeds both optimizers ran (the same initialisation and data order). The test set "
+    "is evaluated once, at the end of each run, and never used for a decision. Toy problems, held-out variants and "
+    "unresolved pairs are reported but left out of the score. See docs/benchmarks.md.")
+
+
+Section = tuple[str, list[Any]]  # a title and its items: str (paragraph), ("table", header, rows), ("img", name)
+
+
+def _sections(directory: Path, records: Sequence[Mapping[str, Any]]) -> tuple[list[Section], list[Any]]:
+  """The report's sections and its figures ``(name, title, png bytes)``."""
+  sessions = _meta(directory)
+  last = sessions[-1] if sessions else {}
+  targets = last.get("targets") or {}
+  grouped = analysis.group(records)
+  pair_summaries = analysis.summaries(records, targets)
+  board = analysis.leaderboard(pair_summaries)
+  scored = analysis.scored(pair_summaries)
+  timed = analysis.timeable(pair_summaries)
+  colors = _optimizer_colors(sorted({o for _, o in grouped}))
+
+  figures: list[tuple[str, str, Any]] = [
+      ("profiles", "Performance profiles (scored workloads; seconds: workloads long enough to time)",
+       plot_profiles(scored, colors, timed)),
+      ("budget", "Score against the tuning budget (trials drawn from the first grid)",
+       plot_budget(analysis.budget_curves(records, targets), colors)),
+      ("learning_curves", "Learning curves (confirmation seeds: mean, band = min..max)",
+       plot_learning_curves(grouped, colors)),
+      ("lr_sensitivity", "Learning-rate sensitivity (tuning trials; x = diverged)",
+       plot_lr_sensitivity(grouped, colors)),
+  ]
+  traj = plot_trajectories(grouped, colors)
+  if traj is not None:
+    figures.append(("trajectories", "Trajectories on the 2-D test functions (first confirmation seed)", traj))
+  pngs = [(name, title, _png(fig)) for name, title, fig in figures if fig is not None]
+
+  meta = _meta_lines(sessions, records)
+  if last.get("targets_source"):
+    meta.append(f"targets: recorded by `jdl bench set-targets` in {last['targets_source']}")
+  sections: list[Section] = [("", [*(f"- {m}" for m in meta), PROTOCOL_NOTE])]
+  lb = [("table", *_table_rows_leaderboard(board))]
+  if board:
+    lead = board[0]
+    lb.append(f"{lead['optimizer']} leads; " + (
+        "the 95% interval of its margin over the runner-up excludes zero." if lead["separated"] else
+        "the 95% interval of its margin over the runner-up includes zero: the first two places are within noise."))
+  left = sorted({s["workload"] for s in pair_summaries} - {s["workload"] for s in scored})
+  if left:
+    lb.append("Not in the score: " + ", ".join(left) + " (toy problems and held-out variants are reported below).")
+  sections.append(("Leaderboard", lb))
+  loo = analysis.leave_one_out(pair_summaries)
+  if loo:
+    rows = [[r["left_out"], r["leader"] or "–", "yes" if r["same_leader"] else "no", _num(r["kendall_tau"], 3),
+             ", ".join(r["ranking"])] for r in loo]
+    changed = sum(1 for r in loo if not r["same_leader"])
+    sections.append(("Leaderboard stability", [
+        f"The ranking by steps score with one workload or one optimizer left out: the leader changes in {changed} "
+        f"of {len(loo)} cases.", ("table", ["left out", "leader", "same leader", "Kendall τ", "ranking"], rows)]))
+  variants = [s for s in pair_summaries if s["variant_of"]]
+  if variants:
+    rows = []
+    for v in sorted({s["workload"] for s in variants}):
+      base = next(s["variant_of"] for s in variants if s["workload"] == v)
+      rank_v = _order([s for s in pair_summaries if s["workload"] == v])
+      rank_b = _order([s for s in pair_summaries if s["workload"] == base])
+      rows.append([v, base, ", ".join(rank_b), ", ".join(rank_v), _num(analysis.kendall_tau(rank_b, rank_v), 3)])
+    sections.append(("Held-out variants", [
+        "Each variant changes its workload's architecture a little; the order by steps to target (then final "
+        "validation value) should survive.", ("table", ["variant", "of", "order on the workload",
+                                                         "order on the variant", "Kendall τ"], rows)]))
+  unresolved = [s for s in pair_summaries if s["unresolved"]]
+  if unresolved:
+    rows = [[s["workload"], s["optimizer"], str(s["rounds"]),
+             "every trial diverged" if not s["seeds"] else _hparams(s["best_hparams"])] for s in unresolved]
+    sections.append(("Unresolved pairs (listed apart)", [
+        "The selected learning rate is still on the edge of the rates tried after the edge extensions (or every "
+        "trial diverged): these pairs are left out of the score.",
+        ("table", ["workload", "optimizer", "edge extensions", "selected"], rows)]))
+  sections.append((pngs[0][1], [("img", pngs[0][0])]))
+  winners = analysis.workload_winners(pair_summaries)
+  by_workload: dict[str, list[Mapping[str, Any]]] = {}
+  for s in pair_summaries:
+    by_workload.setdefault(s["workload"], []).append(s)
+  for w in sorted(by_workload, key=lambda w: (by_workload[w][0]["toy"], bool(by_workload[w][0]["variant_of"]), w)):
+    rows = by_workload[w]
+    tag = " (toy problem: not in the score)" if rows[0]["toy"] else (
+        f" (held-out variant of {rows[0]['variant_of']}: not in the score)" if rows[0]["variant_of"] else "")
+    items: list[Any] = [f"Target: validation {rows[0]['metric']} {'≥' if rows[0]['mode'] == 'max' else '≤'} "
+                        f"{rows[0]['target']}.", ("table", *_table_rows_workload(rows, w in timed))]
+    items += _winner_lines(winners.get(w, {}))
+    sections.append((f"Workload {w}{tag}", items))
+  for name, title, _ in pngs[1:]:
+    sections.append((title, [("img", name)]))
+  return sections, pngs
+
+
+def _order(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+  sign = -1.0 if rows and rows[0]["mode"] == "max" else 1.0
+  return [s["optimizer"] for s in sorted(rows, key=lambda s: (
+      s["steps_to_target"], sign * s["final_valid"]["mean"] if s["final_valid"]["mean"] is not None else math.inf))]
 
 
 def write_report(directory: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -339,72 +485,40 @@ def write_report(directory: str | os.PathLike[str]) -> tuple[Path, Path]:
   records = analysis.load(directory)
   if not records:
     raise FileNotFoundError(f"report: no run records in {directory / 'results.jsonl'}; run `jdl bench run` first")
-  grouped = analysis.group(records)
-  pair_summaries = analysis.summaries(records)
-  board = analysis.leaderboard(pair_summaries)
-  colors = _optimizer_colors(sorted({o for _, o in grouped}))
-
-  figures: list[tuple[str, str, Any]] = [
-      ("profiles", "Performance profiles", plot_profiles(pair_summaries, colors)),
-      ("learning_curves", "Learning curves (confirmation seeds: mean, band = min..max)",
-       plot_learning_curves(grouped, colors)),
-      ("lr_sensitivity", "Learning-rate sensitivity (tuning trials; x = diverged)",
-       plot_lr_sensitivity(grouped, colors)),
-  ]
-  traj = plot_trajectories(grouped, colors)
-  if traj is not None:
-    figures.append(("trajectories", "Trajectories on the 2-D test functions (first confirmation seed)", traj))
-  pngs = [(name, title, _png(fig)) for name, title, fig in figures]
+  sections, pngs = _sections(directory, records)
   files = directory / FILES_DIR
   files.mkdir(exist_ok=True)
-  for name, _, data in pngs:
-    (files / f"{name}.png").write_bytes(data)
-
-  meta = _meta_lines(_meta(directory), records)
-  lb_header, lb_rows = _table_rows_leaderboard(board)
-  by_workload: dict[str, list[Mapping[str, Any]]] = {}
-  for s in pair_summaries:
-    by_workload.setdefault(s["workload"], []).append(s)
+  data = {}
+  for name, _, png in pngs:
+    (files / f"{name}.png").write_bytes(png)
+    data[name] = png
   now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-  md = [f"# Optimizer benchmark: {directory.name}", "", f"Generated {now} from {len(records)} runs.", ""]
-  md += [f"- {line}" for line in meta] + ["", PROTOCOL_NOTE, "", "## Leaderboard", "", _md_table(lb_header, lb_rows),
-                                          ""]
-  md += [f"## {pngs[0][1]}", "", f"![{pngs[0][0]}]({FILES_DIR}/{pngs[0][0]}.png)", "", "## Workloads", ""]
-  for w in sorted(by_workload):
-    rows = by_workload[w]
-    header, body = _table_rows_workload(rows)
-    md += [f"### {w}", "", f"Target: validation {rows[0]['metric']} {'≥' if rows[0]['mode'] == 'max' else '≤'} "
-           f"{rows[0]['target']}.", "", _md_table(header, body), ""]
-  for name, title, _ in pngs[1:]:
-    md += [f"## {title}", "", f"![{name}]({FILES_DIR}/{name}.png)", ""]
-  md_path = directory / "report.md"
-  md_path.write_text("\n".join(md))
-
+  title = f"Optimizer benchmark: {directory.name}"
+  md = [f"# {title}", "", f"Generated {now} from {len(records)} runs.", ""]
   style = ("body{font-family:sans-serif;max-width:1300px;margin:2em auto;padding:0 1em}"
            "table{border-collapse:collapse;margin:1em 0;font-size:13px}"
            "td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}th{background:#f2f2f2}"
            "img{max-width:100%}")
-  parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Optimizer benchmark: "
-           f"{html.escape(directory.name)}</title><style>{style}</style></head><body>",
-           f"<h1>Optimizer benchmark: {html.escape(directory.name)}</h1>",
-           f"<p>Generated {now} from {len(records)} runs.</p><ul>",
-           *(f"<li>{html.escape(line)}</li>" for line in meta), "</ul>", f"<p>{html.escape(PROTOCOL_NOTE)}</p>",
-           "<h2>Leaderboard</h2>", _html_table(lb_header, lb_rows)]
-
-  def img(name: str, title: str, data: bytes) -> str:
-    return (f"<h2>{html.escape(title)}</h2><img alt='{name}' "
-            f"src='data:image/png;base64,{base64.b64encode(data).decode()}'>")
-
-  parts.append(img(*pngs[0]))
-  parts.append("<h2>Workloads</h2>")
-  for w in sorted(by_workload):
-    rows = by_workload[w]
-    header, body = _table_rows_workload(rows)
-    parts += [f"<h3>{html.escape(w)}</h3>", f"<p>Target: validation {html.escape(rows[0]['metric'])} "
-              f"{'≥' if rows[0]['mode'] == 'max' else '≤'} {rows[0]['target']}.</p>", _html_table(header, body)]
-  parts += [img(*p) for p in pngs[1:]]
+  parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+           f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>",
+           f"<p>Generated {now} from {len(records)} runs.</p>"]
+  for heading, items in sections:
+    if heading:
+      md += [f"## {heading}", ""]
+      parts.append(f"<h2>{html.escape(heading)}</h2>")
+    for item in items:
+      if isinstance(item, str):
+        md += [item] if item.startswith("- ") else ["", item, ""]
+        parts.append(f"<li>{html.escape(item[2:])}</li>" if item.startswith("- ") else f"<p>{html.escape(item)}</p>")
+      elif item[0] == "table":
+        md += ["", _md_table(item[1], item[2]), ""]
+        parts.append(_html_table(item[1], item[2]))
+      else:
+        md += [f"![{item[1]}]({FILES_DIR}/{item[1]}.png)", ""]
+        parts.append(f"<img alt='{item[1]}' src='data:image/png;base64,{base64.b64encode(data[item[1]]).decode()}'>")
   parts.append("</body></html>")
+  md_path = directory / "report.md"
+  md_path.write_text("\n".join(md))
   html_path = directory / "report.html"
   html_path.write_text("".join(parts), encoding="utf-8")
   return md_path, html_path

@@ -38,6 +38,9 @@ Factory = Callable[..., optax.GradientTransformation]
 SearchSpace = dict[str, dict[str, Any]]
 
 SEARCH_METHODS = ("grid", "quasirandom")
+SCHEDULES = (None, "cosine")
+# Built-in variants of jdl.optim's optimizers: (base, schedule).
+VARIANTS = {"adam_cosine": ("adam", "cosine"), "momentum_cosine": ("momentum", "cosine")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,14 +53,21 @@ class BenchOptimizer:
     search_space: hyperparameter → dimension (``jdl.optim.log_uniform`` and
       friends); must include ``learning_rate``.
     fixed: hyperparameters passed to every trial and never tuned.
+    schedule: ``None`` (a constant learning rate) or ``"cosine"``: the
+      learning rate decays to zero over the workload's step budget,
+      ``lr · ½(1 + cos(π·t/T))`` (the factory must accept a schedule, as
+      jdl.optim's do).
   """
 
   name: str
   factory: Factory
   search_space: Mapping[str, Mapping[str, Any]]
   fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  schedule: str | None = None
 
   def __post_init__(self) -> None:
+    if self.schedule not in SCHEDULES:
+      raise ValueError(f"optimizer {self.name!r}: schedule must be one of {SCHEDULES}, got {self.schedule!r}")
     if not isinstance(self.name, str) or not self.name:
       raise TypeError(f"optimizer name: expected a non-empty string, got {self.name!r}")
     if not callable(self.factory):
@@ -118,10 +128,17 @@ def get_optimizer(optimizer: str | BenchOptimizer) -> BenchOptimizer:
     raise TypeError(f"optimizer: expected a name or a BenchOptimizer, got {type(optimizer).__name__} {optimizer!r}")
   if optimizer in OPTIMIZERS:
     return OPTIMIZERS[optimizer]
+  if optimizer in VARIANTS:
+    base, schedule = VARIANTS[optimizer]
+    opt = get_optimizer(base)
+    cached = _FROM_JDL.get(optimizer)
+    if cached is None or cached[0] is not opt:
+      _FROM_JDL[optimizer] = cached = (opt, dataclasses.replace(opt, name=optimizer, schedule=schedule))
+    return cached[1]
   import jdl.optim  # pylint: disable=g-import-not-at-top
 
   if optimizer not in jdl.optim.list_optimizers():
-    known = sorted(set(jdl.optim.list_optimizers()) | set(OPTIMIZERS))
+    known = sorted(set(jdl.optim.list_optimizers()) | set(OPTIMIZERS) | set(VARIANTS))
     raise ValueError(f"unknown optimizer {optimizer!r}; known optimizers: {', '.join(known)}")
   # One object per registration, so that compiled programs (keyed by the factory) are reused.
   spec = jdl.optim.get_spec(optimizer)
@@ -137,7 +154,7 @@ def list_optimizers() -> list[str]:
   """Every optimizer name the benchmark accepts: jdl.optim's and those registered here."""
   import jdl.optim  # pylint: disable=g-import-not-at-top
 
-  return sorted(set(jdl.optim.list_optimizers()) | set(OPTIMIZERS))
+  return sorted(set(jdl.optim.list_optimizers()) | set(OPTIMIZERS) | set(VARIANTS))
 
 
 # --------------------------------------------------------------------------- #
@@ -164,7 +181,7 @@ def tuned_space(opt: BenchOptimizer, tune: Sequence[str] | None) -> SearchSpace:
   return {k: space[k] for k in space if k in tune}
 
 
-def _round(value: float) -> float:
+def round_value(value: float) -> float:
   """Six significant digits: readable hyperparameters and stable run ids."""
   return float(f"{value:.6g}")
 
@@ -176,12 +193,12 @@ def _from_unit(dim: Mapping[str, Any], q: float) -> Any:
     return values[min(int(q * len(values)), len(values) - 1)]
   low, high = float(dim["low"]), float(dim["high"])
   if kind == "log_uniform":
-    return _round(math.exp(math.log(low) + q * (math.log(high) - math.log(low))))
+    return round_value(math.exp(math.log(low) + q * (math.log(high) - math.log(low))))
   if kind == "uniform":
-    return _round(low + q * (high - low))
+    return round_value(low + q * (high - low))
   # one_minus_log_uniform: 1 - x is log-uniform in [1 - high, 1 - low].
   a, b = math.log(1.0 - high), math.log(1.0 - low)
-  return _round(1.0 - math.exp(b + q * (a - b)))
+  return round_value(1.0 - math.exp(b + q * (a - b)))
 
 
 def _primes(n: int) -> list[int]:
@@ -292,15 +309,22 @@ class TracePlan:
 
 
 def make_tx(opt: BenchOptimizer, plan: TracePlan, static: Mapping[str, Any],
-            traced: Mapping[str, Any]) -> optax.GradientTransformation:
-  """Builds the optimizer from constant and (possibly traced) array hyperparameters."""
+            traced: Mapping[str, Any], steps: int = 1) -> optax.GradientTransformation:
+  """Builds the optimizer from constant and (possibly traced) array hyperparameters (``steps``: the budget)."""
   kwargs = dict(static)
   for name, value in traced.items():
     if name == "learning_rate" and plan.lr_mode == LR_SCHEDULE:
       kwargs[name] = _constant_schedule(value)
     else:
       kwargs[name] = value
+  if opt.schedule == "cosine":
+    kwargs["learning_rate"] = _cosine(kwargs["learning_rate"], steps)
   return opt.factory(**kwargs)
+
+
+def _cosine(lr: Any, steps: int) -> Callable[[Any], Any]:
+  base = lr if callable(lr) else _constant_schedule(lr)
+  return lambda count: base(count) * 0.5 * (1.0 + jnp.cos(jnp.pi * jnp.minimum(count / steps, 1.0)))
 
 
 def _constant_schedule(value: Any) -> Callable[[Any], Any]:

@@ -36,7 +36,8 @@ from jdl.bench import records as records_lib
 from jdl.bench import search
 from jdl.bench import workloads as workloads_lib
 
-ROLE_TUNE, ROLE_FINAL = "tune", "final"
+ROLE_TUNE, ROLE_FINAL, ROLE_TARGET = "tune", "final", "target"
+SELECTIONS = ("time_to_target", "final_valid")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +59,24 @@ class Suite:
       ones (e.g. a wider learning-rate range).
     accelerator: meant for a GPU/TPU (a warning is printed without one).
     description: one line.
+    selection: what picks the trial to confirm: ``"time_to_target"`` (the
+      suite's score: fewest steps to the validation target, then the best
+      final validation value) or ``"final_valid"`` (the best final
+      validation value, then fewest steps).
+    shared_space: search dimensions given to *every* optimizer (DeepOBS: one
+      learning-rate range for all), replacing their registered ones; the
+      per-optimizer ``search_spaces`` still apply on top (and the report then
+      says the ranges differ).
+    extend_edges: when the selected learning rate is the smallest or largest
+      one tried, or every trial diverged, try ``extension_points`` more rates
+      beyond that edge (the grid's spacing), up to ``max_extensions`` times;
+      a pair still on its edge after that is listed apart from the
+      leaderboard.
+    max_extensions, extension_points: see ``extend_edges``.
+    targets: recorded validation targets replacing the workloads' own: a
+      ``targets.json`` written by ``jdl bench set-targets`` (a path, or the
+      name of one shipped in ``jdl/bench/recorded_targets/``).
+    final_seed_start: the first confirmation seed (default: ``tuning_seed + 1``).
   """
 
   name: str
@@ -72,6 +91,13 @@ class Suite:
   search_spaces: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
   accelerator: bool = False
   description: str = ""
+  selection: str = "time_to_target"
+  shared_space: Mapping[str, Mapping[str, Any]] | None = None
+  extend_edges: bool = False
+  max_extensions: int = 3
+  extension_points: int = 2
+  targets: str | None = None
+  final_seed_start: int | None = None
 
   def __post_init__(self) -> None:
     where = f"suite {self.name!r}"
@@ -82,10 +108,19 @@ class Suite:
       object.__setattr__(self, arg, tuple(value))
     if self.tune is not None:
       object.__setattr__(self, "tune", tuple(self.tune))
-    for arg in ("trials", "seeds"):
+    for arg in ("trials", "seeds", "extension_points"):
       value = getattr(self, arg)
       if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{where}: {arg} must be a positive integer, got {value!r}")
+    if isinstance(self.max_extensions, bool) or not isinstance(self.max_extensions, int) or self.max_extensions < 0:
+      raise ValueError(f"{where}: max_extensions must be a non-negative integer, got {self.max_extensions!r}")
+    if self.selection not in SELECTIONS:
+      raise ValueError(f"{where}: selection must be one of {SELECTIONS}, got {self.selection!r}")
+    if self.shared_space is not None:
+      import jdl.optim  # pylint: disable=g-import-not-at-top
+
+      jdl.optim.check_search_space(f"{where}: shared_space", self.shared_space)
+      object.__setattr__(self, "shared_space", {k: dict(v) for k, v in self.shared_space.items()})
     if self.search not in search.SEARCH_METHODS:
       raise ValueError(f"{where}: search must be one of {search.SEARCH_METHODS}, got {self.search!r}")
     unknown = sorted(set(self.budgets) - set(self.workloads))
@@ -96,14 +131,24 @@ class Suite:
       raise ValueError(f"{where}: search_spaces for optimizers not in the suite: {unknown}")
 
   def workload(self, name: str) -> workloads_lib.Workload:
-    """The registered workload ``name`` with this suite's budget overrides."""
+    """The registered workload ``name`` with this suite's budget overrides and recorded target."""
     wl = workloads_lib.get_workload(name)
-    return wl.with_budget(**dict(self.budgets.get(name, {}))) if name in self.budgets else wl
+    wl = wl.with_budget(**dict(self.budgets.get(name, {}))) if name in self.budgets else wl
+    recorded = self.recorded_targets().get(name)
+    return wl.with_budget(target=recorded["target"]) if recorded else wl
+
+  def recorded_targets(self) -> dict[str, dict[str, Any]]:
+    """``{workload: {"target": value, ...}}`` of the suite's ``targets`` file (empty without one)."""
+    if self.targets is None:
+      return {}
+    from jdl.bench import targets as targets_lib  # pylint: disable=g-import-not-at-top
+
+    return targets_lib.load(self.targets)["workloads"]
 
   def optimizer(self, name: str | search.BenchOptimizer) -> search.BenchOptimizer:
-    """The optimizer ``name`` with this suite's search-space overrides."""
+    """The optimizer ``name`` with this suite's shared space, then its search-space overrides."""
     opt = search.get_optimizer(name)
-    override = self.search_spaces.get(opt.name)
+    override = {**(self.shared_space or {}), **dict(self.search_spaces.get(opt.name) or {})}
     if not override:
       return opt
     return dataclasses.replace(opt, search_space={**dict(opt.search_space), **{k: dict(v) for k, v in
@@ -111,13 +156,16 @@ class Suite:
 
   def final_seeds(self) -> list[int]:
     """The seeds of the confirmation runs."""
-    return [self.tuning_seed + 1 + i for i in range(self.seeds)]
+    start = self.tuning_seed + 1 if self.final_seed_start is None else self.final_seed_start
+    return [start + i for i in range(self.seeds)]
 
   def to_dict(self) -> dict[str, Any]:
     """The suite as JSON-able data (for run metadata)."""
     out = dataclasses.asdict(self)
     out["budgets"] = {k: dict(v) for k, v in self.budgets.items()}
     out["search_spaces"] = {k: {d: dict(v) for d, v in dims.items()} for k, dims in self.search_spaces.items()}
+    if self.shared_space is not None:
+      out["shared_space"] = {k: dict(v) for k, v in self.shared_space.items()}
     return out
 
 
@@ -148,30 +196,43 @@ def get_suite(name: str) -> Suite:
 
 SMALL_WORKLOADS = ("rosenbrock", "beale", "noisy_quadratic", "quadratic_deep", "digits_logreg", "breast_cancer_mlp",
                    "diabetes_mlp", "mnist1d_logreg", "mnist1d_mlp", "mnist1d_cnn", "mnist1d_gru", "fmnist_mlp",
-                   "fmnist_cnn")
+                   "fmnist_cnn", "mnist1d_mlp_deep", "mnist1d_lstm")
+# DeepOBS' protocol: one log-spaced learning-rate grid for every optimizer, half a decade apart.
+SHARED_LR = {"learning_rate": {"distribution": "log_uniform", "low": 1e-5, "high": 10.0}}
 
 register_suite(Suite(
     name="smoke", workloads=("rosenbrock", "quadratic_deep", "digits_logreg"),
     optimizers=("sgd", "momentum", "adam", "rmsprop"), trials=4, search="grid", seeds=4,
+    shared_space={"learning_rate": {"distribution": "log_uniform", "low": 1e-3, "high": 1.0}}, extend_edges=True,
+    max_extensions=1, extension_points=1,
     budgets={"rosenbrock": {"steps": 200, "eval_every": 20, "target": 0.5},
              "quadratic_deep": {"steps": 210, "eval_every": 35, "target": 90.0},
              "digits_logreg": {"steps": 200, "eval_every": 20, "target": 0.9}},
-    description="4 optimizers x 3 tiny workloads, 4-point learning-rate grid, 4 seeds: checks the machinery in "
-                "well under a minute on a CPU"))
+    description="4 optimizers x 3 tiny workloads, a shared 4-point learning-rate grid (one edge extension), "
+                "4 seeds: checks the machinery in well under a minute on a CPU"))
 register_suite(Suite(
     name="small", workloads=SMALL_WORKLOADS,
+    optimizers=("sgd", "momentum", "nesterov", "adam", "rmsprop", "adagrad", "adamw", "adam_cosine"), trials=13,
+    search="grid", seeds=10, shared_space=SHARED_LR, extend_edges=True, targets="small",
+    description="every CPU workload and two held-out variants, 8 optimizers (adamw: weight decay; adam_cosine: a "
+                "cosine schedule) over one shared 13-point learning-rate grid 1e-5..10 with edge extension, 10 "
+                "seeds, recorded targets"))
+register_suite(Suite(
+    name="small_v1", workloads=SMALL_WORKLOADS[:13],
     optimizers=("sgd", "momentum", "nesterov", "adam", "rmsprop", "adagrad"), trials=6, search="grid", seeds=3,
+    selection="final_valid",
     search_spaces={"sgd": {"learning_rate": {"distribution": "log_uniform", "low": 1e-3, "high": 10.0}},
                    "adam": {"learning_rate": {"distribution": "log_uniform", "low": 1e-5, "high": 1e-1}},
                    "rmsprop": {"learning_rate": {"distribution": "log_uniform", "low": 1e-5, "high": 1e-1}}},
-    description="every CPU workload, 6 optimizers, 6-point learning-rate grid (DeepOBS' protocol; adam, rmsprop "
-                "and sgd over 10x wider ranges than jdl.optim's), 3 seeds: about an hour on a 2-core CPU"))
+    description="the protocol of the first reports (per-optimizer ranges, 6-point grid, selection on the final "
+                "validation value, 3 seeds), kept to compare against"))
 register_suite(Suite(
-    name="gpu", workloads=("fmnist_mlp", "fmnist_cnn_large", "mnist_lenet5", "mnist1d_cnn", "mnist1d_gru_large"),
+    name="gpu", workloads=("fmnist_mlp", "fmnist_cnn_large", "fmnist_resnet", "mnist_lenet5", "mnist1d_cnn",
+                           "mnist1d_gru_large"),
     optimizers=("momentum", "nesterov", "adam", "adamw", "nadamw", "rmsprop", "lion"), trials=16,
-    search="quasirandom", tune=None, seeds=5, accelerator=True,
+    search="quasirandom", tune=None, seeds=10, accelerator=True,
     description="larger workloads for an accelerator: 16 quasi-random trials over each optimizer's whole search "
-                "space (AlgoPerf's style), 5 seeds"))
+                "space (AlgoPerf's style), 10 seeds"))
 
 
 # --------------------------------------------------------------------------- #
@@ -179,22 +240,129 @@ register_suite(Suite(
 # --------------------------------------------------------------------------- #
 
 
-def select_best(workload: workloads_lib.Workload, trials: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-  """The tuning record to confirm: best final validation metric, then fewest steps to target.
+def select_best(workload: workloads_lib.Workload, trials: Sequence[Mapping[str, Any]],
+                by: str = "time_to_target") -> Mapping[str, Any] | None:
+  """The tuning record to confirm.
 
-  Diverged trials and trials without a finite final validation value never
-  win; returns None when no trial qualifies.
+  ``by="time_to_target"`` (the suite's score): fewest steps to the workload's
+  validation target, then the best final validation value (so trials that
+  never reach it are still ordered). ``by="final_valid"``: the best final
+  validation value, then fewest steps. The time to target is read from each
+  record's curve with ``workload``'s target, so a recorded target applies to
+  runs made before it. Diverged trials and trials without a finite final
+  validation value never win; returns None when no trial qualifies.
   """
+  from jdl.bench import analysis  # pylint: disable=g-import-not-at-top
+
+  if by not in SELECTIONS:
+    raise ValueError(f"selection: expected one of {SELECTIONS}, got {by!r}")
   ok = [r for r in trials if r.get("status") == "ok" and r["summary"].get("final_valid") is not None]
   if not ok:
     return None
   sign = -1.0 if workload.mode == "max" else 1.0
 
   def key(r):
-    steps = r["summary"].get("steps_to_target")
-    return (sign * r["summary"]["final_valid"], math.inf if steps is None else steps)
+    steps, _ = analysis.time_to_target(r, workload.target, workload.mode)
+    steps = math.inf if steps is None else steps
+    value = sign * r["summary"]["final_valid"]
+    return (steps, value) if by == "time_to_target" else (value, steps)
 
   return min(ok, key=key)
+
+
+def edge_side(trials: Sequence[Mapping[str, Any]], best: Mapping[str, Any] | None) -> str | None:
+  """``"low"`` or ``"high"`` when ``best``'s learning rate is the smallest or largest tried, else None.
+
+  Every trial diverged (``best`` is None) counts as ``"low"``: smaller rates
+  are the way out. Fewer than three distinct rates have no edge.
+  """
+  lrs = sorted({float(r["hparams"]["learning_rate"]) for r in trials})
+  if best is None:
+    return "low" if trials else None
+  if len(lrs) < 3:
+    return None
+  lr = float(best["hparams"]["learning_rate"])
+  return "low" if lr <= lrs[0] else "high" if lr >= lrs[-1] else None
+
+
+def extension_trials(trials: Sequence[Mapping[str, Any]], first: Sequence[Mapping[str, Any]],
+                     best: Mapping[str, Any] | None, side: str, points: int) -> list[dict[str, Any]]:
+  """``points`` learning rates beyond ``side``'s edge of ``trials``, spaced as the first draw ``first``.
+
+  The spacing is the first draw's geometric step ``(max / min)^(1 / (n - 1))``
+  over its ``n`` distinct rates; the other hyperparameters are ``best``'s (or
+  the first trial's when every trial diverged).
+  """
+  from jdl.bench import search as search_lib  # pylint: disable=g-import-not-at-top
+
+  drawn = sorted({float(h["learning_rate"]) for h in first})
+  ratio = (drawn[-1] / drawn[0]) ** (1.0 / (len(drawn) - 1)) if len(drawn) > 1 else 10.0
+  lrs = [float(r["hparams"]["learning_rate"]) for r in trials]
+  edge = min(lrs) if side == "low" else max(lrs)
+  base = dict(best["hparams"] if best is not None else first[0])
+  step = 1.0 / ratio if side == "low" else ratio
+  return [{**base, "learning_rate": search_lib.round_value(edge * step ** j)} for j in range(1, points + 1)]
+
+
+@dataclasses.dataclass
+class PairPlan:
+  """Where the protocol of one (workload, optimizer) stands, given the stored records.
+
+  Attributes:
+    missing: the next runs to train, ``(role, round, specs)``, or None when
+      the protocol is complete.
+    tune_ids: the run ids of the tuning trials so far (extensions included).
+    final_ids: the run ids of the confirmation runs (once a trial is selected).
+    best: the selected tuning record (None: not yet, or every trial diverged).
+    rounds: edge extensions made.
+    unresolved: the selection is still on an edge of the rates tried (or
+      every trial diverged) and no extension is left.
+  """
+
+  missing: tuple[str, int, list[Any]] | None
+  tune_ids: list[str]
+  final_ids: list[str] = dataclasses.field(default_factory=list)
+  best: Mapping[str, Any] | None = None
+  rounds: int = 0
+  unresolved: bool = False
+
+
+def plan_pair(suite: Suite, workload: workloads_lib.Workload, opt: search.BenchOptimizer,
+              by_id: Mapping[str, Mapping[str, Any]]) -> PairPlan:
+  """Walks the protocol (tune, extend edges, select, confirm) over the stored records ``by_id``.
+
+  Deterministic: the same records give the same plan, which is what lets a
+  killed suite resume without repeating a run.
+  """
+  from jdl.bench.engine import RunSpec  # pylint: disable=g-import-not-at-top
+
+  def ids(specs):
+    return [records_lib.run_id(records_lib.run_config(workload.spec(), opt.name, s.hparams, s.seed)) for s in specs]
+
+  first = search.draw_trials(opt, suite.trials, method=suite.search, tune=suite.tune, seed=suite.tuning_seed)
+  specs = [RunSpec(h, suite.tuning_seed) for h in first]
+  tune_ids: list[str] = []
+  best, side, rounds = None, None, 0
+  for rounds in range(suite.max_extensions + 1 if suite.extend_edges else 1):
+    new = [i for i in ids(specs) if i not in tune_ids]
+    if not all(i in by_id for i in new):
+      return PairPlan(missing=(ROLE_TUNE, rounds, [s for s, i in zip(specs, ids(specs)) if i not in by_id]),
+                      tune_ids=tune_ids, rounds=rounds)
+    tune_ids += new
+    trials = [by_id[i] for i in tune_ids]
+    best = select_best(workload, trials, suite.selection)
+    side = edge_side(trials, best)
+    if side is None or not suite.extend_edges or rounds == suite.max_extensions:
+      break
+    specs = [RunSpec(h, suite.tuning_seed) for h in
+             extension_trials(trials, first, best, side, suite.extension_points)]
+  unresolved = side is not None and suite.extend_edges
+  if best is None:
+    return PairPlan(missing=None, tune_ids=tune_ids, rounds=rounds, unresolved=unresolved)
+  final = [RunSpec(best["hparams"], s) for s in suite.final_seeds()]
+  todo = [s for s, i in zip(final, ids(final)) if i not in by_id]
+  return PairPlan(missing=(ROLE_FINAL, 0, todo) if todo else None, tune_ids=tune_ids, final_ids=ids(final),
+                  best=best, rounds=rounds, unresolved=unresolved)
 
 
 # --------------------------------------------------------------------------- #
@@ -218,10 +386,10 @@ class Progress:
 
 
 def _record(suite: Suite, workload: workloads_lib.Workload, opt: search.BenchOptimizer, role: str, rid: str,
-            result: Any) -> dict[str, Any]:
+            result: Any, rounds: int = 0) -> dict[str, Any]:
   spec = result.spec
   return {
-      "run_id": rid, "suite": suite.name, "role": role, "workload": workload.name,
+      "run_id": rid, "suite": suite.name, "role": role, "round": rounds, "workload": workload.name,
       "workload_spec": workload.spec(), "optimizer": opt.name, "hparams": dict(spec.hparams), "seed": spec.seed,
       "protocol": records_lib.PROTOCOL_VERSION, "status": result.status, "diverged_at_step": result.diverged_at_step,
       "metric": workload.metric, "mode": workload.mode, "target": workload.target, "summary": result.summary,
@@ -232,16 +400,16 @@ def _record(suite: Suite, workload: workloads_lib.Workload, opt: search.BenchOpt
 
 def _run_missing(suite: Suite, workload: workloads_lib.Workload, opt: search.BenchOptimizer, role: str,
                  specs: Sequence[Any], store: records_lib.ResultStore, progress: Progress,
-                 log: Callable[[str], None], errors_path: Path, devices: int | None = None) -> list[str]:
+                 log: Callable[[str], None], errors_path: Path, devices: int | None = None, *,
+                 what: str | None = None, rounds: int = 0) -> list[str]:
   """Trains the specs whose run ids are not stored; returns all their run ids."""
   from jdl.bench import engine  # pylint: disable=g-import-not-at-top
 
   ids = [records_lib.run_id(records_lib.run_config(workload.spec(), opt.name, s.hparams, s.seed)) for s in specs]
   missing = [(s, i) for s, i in zip(specs, ids) if i not in store.done]
-  progress.skipped += len(specs) - len(missing)
   if not missing:
     return ids
-  log(f"{workload.name} / {opt.name}: {role} {len(missing)} run(s)")
+  log(f"{workload.name} / {opt.name}: {what or role} {len(missing)} run(s)")
   try:
     problem = workloads_lib.build(workload)
     results = engine.train_runs(workload, problem, opt, [s for s, _ in missing],
@@ -256,7 +424,7 @@ def _run_missing(suite: Suite, workload: workloads_lib.Workload, opt: search.Ben
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
     return ids
   for (_, rid), result in zip(missing, results):
-    store.append(_record(suite, workload, opt, role, rid, result))
+    store.append(_record(suite, workload, opt, role, rid, result, rounds))
     progress.appended += 1
     if progress.max_runs is not None and progress.appended >= progress.max_runs:
       raise Interrupted
@@ -265,27 +433,36 @@ def _run_missing(suite: Suite, workload: workloads_lib.Workload, opt: search.Ben
 
 def run_pair(suite: Suite, workload: workloads_lib.Workload, optimizer: str | search.BenchOptimizer,
              store: records_lib.ResultStore, progress: Progress, *, log: Callable[[str], None] = print,
-             errors_path: Path | None = None, devices: int | None = None) -> None:
-  """Tunes, selects and confirms one (workload, optimizer), writing what is missing to ``store``.
+             errors_path: Path | None = None, devices: int | None = None,
+             final_role: str = ROLE_FINAL) -> PairPlan:
+  """Tunes, extends edges, selects and confirms one (workload, optimizer), writing what is missing to ``store``.
 
   ``devices``: local devices each group's runs are sharded over (``engine.train_runs``).
+  ``final_role``: the role recorded for the confirmation runs (``"target"`` for ``jdl bench set-targets``'
+  reruns, which reports leave out of the comparison).
+  Returns the final ``PairPlan`` (``missing`` is set when a group failed: the next invocation retries it).
   """
   opt = suite.optimizer(optimizer)
   errors_path = errors_path or store.directory / records_lib.ERRORS_FILE
-  trials = search.draw_trials(opt, suite.trials, method=suite.search, tune=suite.tune, seed=suite.tuning_seed)
-  from jdl.bench.engine import RunSpec  # pylint: disable=g-import-not-at-top
-
-  tune_ids = _run_missing(suite, workload, opt, ROLE_TUNE, [RunSpec(h, suite.tuning_seed) for h in trials], store,
-                          progress, log, errors_path, devices)
-  by_id = {r["run_id"]: r for r in store.records}
-  if not all(i in by_id for i in tune_ids):
-    return  # a failed group: the next invocation retries it
-  best = select_best(workload, [by_id[i] for i in tune_ids])
-  if best is None:
+  before = set(store.done)
+  while True:
+    plan = plan_pair(suite, workload, opt, {r["run_id"]: r for r in store.records})
+    if plan.missing is None:
+      break
+    role, rounds, specs = plan.missing
+    role = final_role if role == ROLE_FINAL else role
+    what = role if rounds == 0 else f"edge extension {rounds}"
+    wanted = _run_missing(suite, workload, opt, role, specs, store, progress, log, errors_path, devices,
+                          what=what, rounds=rounds)
+    if not all(i in store.done for i in wanted):
+      return plan  # a failed group: the next invocation retries it
+  progress.skipped += sum(1 for i in {*plan.tune_ids, *plan.final_ids} if i in before)
+  if plan.best is None and plan.tune_ids:
     log(f"{workload.name} / {opt.name}: every trial diverged; no confirmation runs")
-    return
-  _run_missing(suite, workload, opt, ROLE_FINAL, [RunSpec(best["hparams"], s) for s in suite.final_seeds()], store,
-               progress, log, errors_path, devices)
+  elif plan.unresolved:
+    log(f"{workload.name} / {opt.name}: the selected learning rate is still at the edge after {plan.rounds} "
+        "extension(s); the report lists this pair apart")
+  return plan
 
 
 def run_suite(suite: Suite | str, out: str | os.PathLike[str], *, max_runs: int | None = None,
@@ -311,8 +488,8 @@ def run_suite(suite: Suite | str, out: str | os.PathLike[str], *, max_runs: int 
   suite = get_suite(suite) if isinstance(suite, str) else suite
   if max_runs is not None and (isinstance(max_runs, bool) or not isinstance(max_runs, int) or max_runs < 1):
     raise ValueError(f"max_runs: expected a positive integer or None, got {max_runs!r}")
-  for name in suite.workloads:
-    suite.workload(name)  # unknown names fail before any work
+  for name in suite.workloads:  # unknown names, and data a workload refuses (too small a validation set), fail
+    workloads_lib.build(suite.workload(name))  # before any work (problems are cached: no work is lost)
   for name in suite.optimizers:  # unknown names and bad `tune` lists fail before any work
     search.draw_trials(suite.optimizer(name), suite.trials, method=suite.search, tune=suite.tune,
                        seed=suite.tuning_seed)
@@ -376,6 +553,15 @@ def environment() -> dict[str, Any]:
           "git_revision": git_revision()}
 
 
+def targets_source(suite: Suite) -> str | None:
+  """Where the suite's targets come from: its recorded targets file, or None (the workloads' own)."""
+  if suite.targets is None:
+    return None
+  from jdl.bench import targets as targets_lib  # pylint: disable=g-import-not-at-top
+
+  return targets_lib.load(suite.targets)["source"]
+
+
 def write_meta(directory: str | os.PathLike[str], suite: Suite, argv: Sequence[str] | None = None) -> dict[str, Any]:
   """Appends this session (time, environment, suite, seeds, command) to ``directory/meta.json``."""
   path = Path(directory) / "meta.json"
@@ -387,6 +573,8 @@ def write_meta(directory: str | os.PathLike[str], suite: Suite, argv: Sequence[s
       sessions = []
   entry = {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "suite": suite.to_dict(), "tuning_seed": suite.tuning_seed, "final_seeds": suite.final_seeds(),
+           "targets": {w: suite.workload(w).target for w in suite.workloads},
+           "targets_source": targets_source(suite),
            "argv": list(argv) if argv is not None else list(sys.argv), **environment()}
   sessions.append(entry)
   tmp = path.with_suffix(".json.tmp")

@@ -38,6 +38,14 @@ MetricsFn = Callable[[Any, Mapping[str, jax.Array]], dict[str, jax.Array]]
 
 VALID_SPLIT = "train[90%:]"
 TRAIN_SPLIT = "train[:90%]"
+MIN_VALID = 100  # fewer validation examples than this and one example moves the metric by more than 1%
+
+
+def splits(valid_percent: int) -> tuple[str, str]:
+  """The training and validation splits carved from ``train``: ``("train[:P%]", "train[P%:]")``, P = 100 - valid_percent."""
+  if isinstance(valid_percent, bool) or not isinstance(valid_percent, int) or not 0 < valid_percent < 100:
+    raise ValueError(f"valid_percent: expected an integer percentage in 1..99, got {valid_percent!r}")
+  return f"train[:{100 - valid_percent}%]", f"train[{100 - valid_percent}%:]"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +113,14 @@ class Workload:
     streamed: ``jdl.metrics`` specs (``"f1:macro"``, ``"auroc"``) streamed
       over the validation and test sets like ``config.metrics``; their keys
       can be the workload's ``metric``.
+    toy: a test function (the 2-D surfaces, the quadratics) rather than a
+      learning problem: reports show it apart and leave it out of the score.
+    variant_of: a held-out variant of that workload (AlgoPerf's idea: the
+      architecture changed a little); reports check that the ranking survives
+      on the variants and leave them out of the score.
+    test_every_eval: evaluate the test set at every evaluation too (default:
+      only at the end of a run; the test set never decides anything, and on
+      the larger workloads it costs more than training).
   """
 
   name: str
@@ -122,6 +138,9 @@ class Workload:
   vmap_runs: bool = True
   precision: str = "float32"
   streamed: tuple[str, ...] = ()
+  toy: bool = False
+  variant_of: str | None = None
+  test_every_eval: bool = False
 
   def __post_init__(self) -> None:
     where = f"workload {self.name!r}"
@@ -156,11 +175,17 @@ class Workload:
       spec["precision"] = self.precision
     if self.streamed:
       spec["streamed"] = list(self.streamed)
+    if self.test_every_eval:
+      spec["test_every_eval"] = True
+    if self.toy:
+      spec["toy"] = True
+    if self.variant_of:
+      spec["variant_of"] = self.variant_of
     return spec
 
   def with_budget(self, **changes: Any) -> Workload:
-    """A copy with some of ``steps``, ``eval_every``, ``batch_size``, ``target`` changed."""
-    allowed = {"steps", "eval_every", "batch_size", "target", "eval_batch_size"}
+    """A copy with some of ``steps``, ``eval_every``, ``batch_size``, ``target``, ``test_every_eval`` changed."""
+    allowed = {"steps", "eval_every", "batch_size", "target", "eval_batch_size", "test_every_eval"}
     unknown = sorted(set(changes) - allowed)
     if unknown:
       raise ValueError(f"workload {self.name!r}: cannot override {unknown}; allowed: {sorted(allowed)}")
@@ -245,20 +270,30 @@ def build(workload: Workload) -> Problem:
 
 
 def _build_dataset_problem(dataset: str, model: str, model_options: Mapping[str, Any], loss: str,
-                           loss_options: Mapping[str, Any], metrics: str, num_outputs: int | None) -> Problem:
+                           loss_options: Mapping[str, Any], metrics: str, num_outputs: int | None,
+                           valid_percent: int = 10, min_valid: int = MIN_VALID) -> Problem:
   from jdl import data  # pylint: disable=g-import-not-at-top
   import jdl.losses  # pylint: disable=g-import-not-at-top
   import jdl.models  # pylint: disable=g-import-not-at-top
 
+  from jdl.data import pipeline  # pylint: disable=g-import-not-at-top
+
   info = data.info(dataset)
   outputs = num_outputs if num_outputs is not None else (info.num_classes or 1)
+  train_split, valid_split = splits(valid_percent)
+  valid = data.load(dataset, valid_split)
+  if pipeline.num_examples(valid) < min_valid:
+    raise ValueError(f"workload on {dataset!r}: its validation split {valid_split!r} has "
+                     f"{pipeline.num_examples(valid)} examples, fewer than min_valid={min_valid} (below "
+                     f"{MIN_VALID}, one example moves the metric by more than 1%); give the workload a larger "
+                     "valid_percent, or a smaller min_valid to accept it")
   return Problem(
       model=jdl.models.create(model, num_classes=outputs, **dict(model_options)),
       loss_fn=jdl.losses.get(loss, **dict(loss_options)),
       example_metrics=step_lib.EXAMPLE_METRICS[metrics],
       input_key=info.input_key,
-      train=data.load(dataset, TRAIN_SPLIT),
-      valid=data.load(dataset, VALID_SPLIT),
+      train=data.load(dataset, train_split),
+      valid=valid,
       test=data.load(dataset, "test"),
   )
 
@@ -284,11 +319,16 @@ def dataset_workload(
     vmap_runs: bool = True,
     precision: str = "float32",
     streamed: tuple[str, ...] = (),
+    valid_percent: int = 10,
+    min_valid: int = MIN_VALID,
+    toy: bool = False,
+    variant_of: str | None = None,
 ) -> Workload:
   """A workload on a ``jdl.data`` dataset and a ``jdl.models`` model.
 
-  Training uses ``"train[:90%]"``, validation ``"train[90%:]"`` and the test
-  split is ``"test"``.
+  Training uses ``"train[:90%]"``, validation ``"train[90%:]"`` (other
+  fractions with ``valid_percent``; at least ``MIN_VALID`` validation examples
+  are required) and the test split is ``"test"``.
 
   Args:
     name: the workload's name.
@@ -304,7 +344,10 @@ def dataset_workload(
     metric, mode, target: the validation metric, its direction and target.
     steps, eval_every, batch_size, eval_batch_size: the budget.
     description: one line for reports.
-    vmap_runs, precision, streamed: see ``Workload``.
+    vmap_runs, precision, streamed, toy, variant_of: see ``Workload``.
+    valid_percent: the share of ``train`` held out for validation.
+    min_valid: the fewest validation examples accepted (checked when the
+      data is loaded).
 
   Returns:
     the ``Workload`` (not registered; see ``register_workload``).
@@ -314,14 +357,15 @@ def dataset_workload(
                      f"got {metrics!r}")
   options = dict(model_options or {})
   loss_opts = dict(loss_options or {})
+  train_split, valid_split = splits(valid_percent)
   config = {"dataset": dataset, "model": model, "model_options": options, "loss": loss, "loss_options": loss_opts,
-            "metrics": metrics, "num_outputs": num_outputs, "splits": [TRAIN_SPLIT, VALID_SPLIT, "test"]}
+            "metrics": metrics, "num_outputs": num_outputs, "splits": [train_split, valid_split, "test"]}
   build_fn = functools.partial(_build_dataset_problem, dataset, model, _Frozen(options), loss, _Frozen(loss_opts),
-                               metrics, num_outputs)
+                               metrics, num_outputs, valid_percent, min_valid)
   return Workload(name=name, build=build_fn, metric=metric, mode=mode, target=target, steps=steps,
                   eval_every=eval_every, batch_size=batch_size, eval_batch_size=eval_batch_size, config=config,
                   description=description or f"{model} on {dataset}", vmap_runs=vmap_runs, precision=precision,
-                  streamed=tuple(streamed))
+                  streamed=tuple(streamed), toy=toy, variant_of=variant_of)
 
 
 class _Frozen(dict):
@@ -421,7 +465,7 @@ def surface_workload(name: str, fn: Callable[[Any, Any], Any], *, start: tuple[f
       name=name, build=functools.partial(_build_surface, fn, tuple(start), noise, n), metric="loss", mode="min",
       target=target, steps=steps, eval_every=eval_every, batch_size=batch_size, eval_batch_size=n, config=config,
       description=description or f"{getattr(fn, '__name__', 'function')} from {tuple(start)}",
-      surface=Surface(fn=fn, bounds=bounds, start=tuple(start), minimum=minimum))
+      surface=Surface(fn=fn, bounds=bounds, start=tuple(start), minimum=minimum), toy=True)
 
 
 class NoisyQuadratic(nn.Module):
@@ -511,32 +555,46 @@ def _register_builtins() -> None:
                description="DeepOBS quadratic_deep: 100-D noisy quadratic, deep-learning-like spectrum, "
                "batch 128, 100 epochs"))
 
-  mnist1d = {"dataset": "mnist1d", "batch_size": 100, "eval_every": 200}
+  # Every workload evaluates at least 20 times per run, so that time to target is not quantised away.
+  mnist1d = {"dataset": "mnist1d", "batch_size": 100, "eval_every": 100}
   reg(dataset_workload("mnist1d_logreg", model="logreg", target=0.32, steps=2000, **mnist1d,
                        description="logistic regression on MNIST-1D"))
   reg(dataset_workload("mnist1d_mlp", model="mlp", model_options={"hidden": (100, 100)}, target=0.6,
-                       steps=3000, **mnist1d, description="MLP 40-100-100-10 (ReLU) on MNIST-1D"))
-  reg(dataset_workload("mnist1d_cnn", model="cnn1d", target=0.80, steps=1000, **{**mnist1d, "eval_every": 100},
+                       steps=3000, **{**mnist1d, "eval_every": 150}, description="MLP 40-100-100-10 (ReLU) on MNIST-1D"))
+  reg(dataset_workload("mnist1d_cnn", model="cnn1d", target=0.80, steps=1000, **{**mnist1d, "eval_every": 50},
                        description="the MNIST-1D paper's 1-D CNN (3 convs, 25 channels)"))
   reg(dataset_workload("mnist1d_gru", model="gru", model_options={"hidden": 32}, target=0.85, steps=1000,
-                       **{**mnist1d, "eval_every": 100}, description="GRU (32 units) over the 40 steps of MNIST-1D"))
+                       **{**mnist1d, "eval_every": 50}, description="GRU (32 units) over the 40 steps of MNIST-1D"))
   reg(dataset_workload("fmnist_mlp", dataset="fashion_mnist", model="mlp", model_options={"hidden": (512,)},
-                       target=0.85, steps=840, eval_every=140, batch_size=128,
+                       target=0.85, steps=840, eval_every=42, batch_size=128,
                        description="the course MLP 784-512-10 on Fashion-MNIST, 2 epochs"))
   reg(dataset_workload("fmnist_cnn", dataset="fashion_mnist", model="cnn_small",
                        model_options={"features": (8, 16), "kernel_size": 3}, target=0.8, steps=400,
-                       eval_every=100, batch_size=64, vmap_runs=False,
+                       eval_every=20, batch_size=64, vmap_runs=False,
                        description="2-conv CNN (8, 16 channels, 3x3, BatchNorm, dropout) on Fashion-MNIST, 400 steps"))
+  # The scikit-learn tables are small: a quarter (diabetes: 30%) of train validates, at least MIN_VALID examples.
   reg(dataset_workload("digits_logreg", dataset="digits", model="logreg", target=0.95, steps=400, eval_every=20,
-                       batch_size=32, description="logistic regression on scikit-learn's 8x8 digits"))
+                       batch_size=32, valid_percent=25, description="logistic regression on scikit-learn's 8x8 digits"))
   reg(dataset_workload("breast_cancer_mlp", dataset="breast_cancer", model="mlp", model_options={"hidden": (16,)},
                        loss="binary_crossentropy", metrics="binary_accuracy", num_outputs=1, target=0.97,
-                       steps=300, eval_every=15, batch_size=32,
+                       steps=300, eval_every=15, batch_size=32, valid_percent=25,
                        description="binary classification (one logit, MLP 30-16-1) on breast cancer"))
   reg(dataset_workload("diabetes_mlp", dataset="diabetes", model="mlp", model_options={"hidden": (32,)},
                        loss="mse", metrics="none", num_outputs=1, metric="loss", mode="min", target=0.45,
-                       steps=400, eval_every=20, batch_size=32,
+                       steps=400, eval_every=20, batch_size=32, valid_percent=30,
                        description="regression (MLP 10-32-1, MSE on the standardised target) on diabetes"))
+  # Held-out variants (AlgoPerf's idea): the architecture changed a little; the ranking should survive.
+  reg(dataset_workload("mnist1d_mlp_deep", model="mlp", model_options={"hidden": (64, 64, 64)}, target=0.6,
+                       steps=3000, **{**mnist1d, "eval_every": 150}, variant_of="mnist1d_mlp",
+                       description="held-out variant of mnist1d_mlp: three hidden layers of 64"))
+  reg(dataset_workload("mnist1d_lstm", model="lstm", model_options={"hidden": 32}, target=0.85, steps=1000,
+                       **{**mnist1d, "eval_every": 50}, variant_of="mnist1d_gru",
+                       description="held-out variant of mnist1d_gru: an LSTM (32 units)"))
+  # A residual network on images (the `gpu` suite; about 15 s a run on a 2-core CPU).
+  reg(dataset_workload("fmnist_resnet", dataset="fashion_mnist", model="resnet18",
+                       model_options={"stage_sizes": (1, 1, 1, 1), "width": 8, "stem": "small"}, target=0.8,
+                       steps=400, eval_every=20, batch_size=64, vmap_runs=False,
+                       description="a small ResNet (4 stages of one basic block, 8-64 channels) on Fashion-MNIST"))
   # Larger budgets for an accelerator (the `gpu` suite).
   reg(dataset_workload("fmnist_cnn_large", dataset="fashion_mnist", model="cnn_small", target=0.91, steps=4220,
                        eval_every=422, batch_size=128, vmap_runs=False,
