@@ -149,6 +149,7 @@ def _summary(workload, optimizer, steps, test_mean, mode="max", seeds=(1, 2, 3),
           "seconds_to_target": steps / 100, "final_test": {"mean": test_mean}, "trials": 4, "extension_trials": 0,
           "trials_diverged": 1, "toy": toy, "variant_of": None, "unresolved": unresolved, "train_seconds": 0.1,
           "steps_per_seed": per_seed, "seconds_per_seed": [x / 100 for x in per_seed], "seed_list": list(seeds),
+          "final_seeds": list(seeds),
           "final_test_values": [test_mean] * len(seeds), "seeds": len(seeds), "budget_steps": 100}
 
 

@@ -1,6 +1,7 @@
 """The `jdl bench` command: an interrupted smoke suite resumes without redoing runs; reports; users' own files."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -217,3 +218,26 @@ def test_set_targets_records_targets_that_a_suite_then_uses_without_retraining(t
     targets.load(tmp_path / "bad.json")
   with pytest.raises(ValueError, match="seeds: expected an integer >= 2"):
     targets.set_targets(smoke, out, baselines=["adam"], seeds=1)
+
+
+def test_external_tuning_scores_the_median_over_studies_of_each_studys_fastest_trial(tmp_path):
+  import dataclasses  # pylint: disable=g-import-not-at-top
+
+  from jdl.bench import analysis, suite as suite_lib  # pylint: disable=g-import-not-at-top
+
+  smoke = suite_lib.get_suite("smoke")
+  ext = dataclasses.replace(smoke, name="ext", workloads=("digits_logreg",), optimizers=("adam",), search="quasirandom",
+                            studies=3, seeds=2, budgets={"digits_logreg": smoke.budgets["digits_logreg"]})
+  suite_lib.run_suite(ext, tmp_path, log=lambda line: None)
+  recs = records.read_records(tmp_path / records.RESULTS_FILE)
+  tune = [r for r in recs if r["role"] == "tune"]
+  assert sorted({(r["study"], r["seed"]) for r in tune}) == [(0, 0), (1, 1), (2, 2)]  # a seed and a draw per study
+  assert len(tune) == 3 * 4 and not any(r["round"] for r in tune)  # no edge extension under external tuning
+  assert len({r["hparams"]["learning_rate"] for r in tune}) == 12  # each study its own quasi-random draw
+  (pair,) = analysis.summaries(recs)
+  fastest = [min((analysis.time_to_target(r)[0] or math.inf) for r in tune if r["study"] == s) for s in range(3)]
+  assert pair["studies"] == 3 and pair["steps_per_seed"] == fastest
+  assert pair["steps_to_target"] == sorted(fastest)[1]  # the median of three
+  assert len([r for r in recs if r["role"] == "final"]) == 2  # study 0's pick confirmed for the performance table
+  with pytest.raises(ValueError, match="studies .external tuning. draw quasirandom trials"):
+    dataclasses.replace(ext, search="grid")

@@ -145,6 +145,8 @@ def summarize_pair(tune: Sequence[Mapping[str, Any]], final: Sequence[Mapping[st
   mode = any_record["mode"]
   target = any_record["target"] if target is None else target
   spec = any_record.get("workload_spec") or {}
+  studies = [r for r in tune if r.get("study")]  # external tuning's other studies
+  tune = [r for r in tune if not r.get("study")]
   first = [r for r in tune if not r.get("round")]  # the shared range's draw, without edge extensions
   trial_valid = [r["summary"]["final_valid"] for r in first if r["status"] == "ok"]
   finite_trials = [v for v in trial_valid if v is not None]
@@ -159,6 +161,15 @@ def summarize_pair(tune: Sequence[Mapping[str, Any]], final: Sequence[Mapping[st
   chosen = final[0]["hparams"].get("learning_rate") if final else None
   at_edge = bool(len(set(lrs)) > 2 and chosen is not None and chosen in (min(lrs), max(lrs)))
   times = [time_to_target(r, target, mode) for r in final]
+  seed_list = [r["seed"] for r in final]
+  if studies:  # AlgoPerf's external tuning: each study's fastest trial, the median over studies
+    times, seed_list = [], []
+    for study in sorted({r.get("study") or 0 for r in (*studies, *first)}):
+      members = [r for r in (*studies, *first) if (r.get("study") or 0) == study]
+      reached = [time_to_target(r, target, mode) for r in members]
+      reached = [t for t in reached if t[0] is not None]
+      times.append(min(reached) if reached else (None, None))
+      seed_list.append(study)
   steps = [math.inf if t[0] is None else float(t[0]) for t in times]
   seconds = [math.inf if t[1] is None else float(t[1]) for t in times]
   train_seconds = [r["curves"]["seconds"][-1] for r in final if r.get("curves", {}).get("seconds")]
@@ -172,17 +183,17 @@ def summarize_pair(tune: Sequence[Mapping[str, Any]], final: Sequence[Mapping[st
       "tuneability": reached_trials / len(first) if first else None, "trial_iqr": iqr,
       "best_hparams": dict(final[0]["hparams"]) if final else None, "lr_at_edge": at_edge,
       "unresolved": at_edge or (bool(tune) and all(r["status"] != "ok" for r in tune)),
-      "seeds": n_final, "seed_list": [r["seed"] for r in final],
+      "seeds": n_final, "seed_list": seed_list, "studies": len(seed_list) if studies else 0,
       "final_diverged": sum(1 for r in final if r["status"] != "ok"),
       "final_test": _stats([r["summary"]["final_test"] for r in final]),
-      "final_test_values": [r["summary"]["final_test"] for r in final],
+      "final_test_values": [r["summary"]["final_test"] for r in final], "final_seeds": [r["seed"] for r in final],
       "final_valid": _stats([r["summary"]["final_valid"] for r in final]),
       "reached": sum(1 for t in times if t[0] is not None),
       "steps_per_seed": steps, "seconds_per_seed": seconds,
-      "steps_to_target": _median_or_inf([t[0] for t in times], n_final),
-      "steps_ci": bootstrap_ci(steps) if n_final > 1 else None,
-      "seconds_to_target": _median_or_inf([t[1] for t in times], n_final),
-      "seconds_ci": bootstrap_ci(seconds) if n_final > 1 else None,
+      "steps_to_target": _median_or_inf([t[0] for t in times], len(times)),
+      "steps_ci": bootstrap_ci(steps) if len(times) > 1 else None,
+      "seconds_to_target": _median_or_inf([t[1] for t in times], len(times)),
+      "seconds_ci": bootstrap_ci(seconds) if len(times) > 1 else None,
       "train_seconds": float(np.median(train_seconds)) if train_seconds else None,
       "compile_seconds": sum(r["timing"].get("compile_seconds", 0.0) for r in (*tune, *final)),
   }
@@ -423,8 +434,9 @@ def workload_winners(pair_summaries: Sequence[Mapping[str, Any]]) -> dict[str, d
 
 
 def _compare(best: Mapping[str, Any], second: Mapping[str, Any], key: str) -> dict[str, Any]:
-  a = dict(zip(best["seed_list"], best[key]))
-  b = dict(zip(second["seed_list"], second[key]))
+  seeds_key = "final_seeds" if key == "final_test_values" else "seed_list"  # speed: seeds, or studies
+  a = dict(zip(best[seeds_key], best[key]))
+  b = dict(zip(second[seeds_key], second[key]))
   seeds = [s for s in a if s in b and a[s] is not None and b[s] is not None]
   va = np.asarray([a[s] for s in seeds], dtype=float)
   vb = np.asarray([b[s] for s in seeds], dtype=float)

@@ -77,6 +77,12 @@ class Suite:
       ``targets.json`` written by ``jdl bench set-targets`` (a path, or the
       name of one shipped in ``jdl/bench/recorded_targets/``).
     final_seed_start: the first confirmation seed (default: ``tuning_seed + 1``).
+    studies: AlgoPerf's external tuning when > 0: that many independent
+      studies of K quasi-random trials (study ``i`` draws its trials with
+      Halton shift ``tuning_seed + i`` and trains them with seed
+      ``tuning_seed + i``); a pair's time to target is the median over studies
+      of each study's fastest trial. Edge extension does not apply; study 0's
+      selection is still confirmed with S seeds for the performance table.
   """
 
   name: str
@@ -98,6 +104,7 @@ class Suite:
   extension_points: int = 2
   targets: str | None = None
   final_seed_start: int | None = None
+  studies: int = 0
 
   def __post_init__(self) -> None:
     where = f"suite {self.name!r}"
@@ -114,6 +121,10 @@ class Suite:
         raise ValueError(f"{where}: {arg} must be a positive integer, got {value!r}")
     if isinstance(self.max_extensions, bool) or not isinstance(self.max_extensions, int) or self.max_extensions < 0:
       raise ValueError(f"{where}: max_extensions must be a non-negative integer, got {self.max_extensions!r}")
+    if isinstance(self.studies, bool) or not isinstance(self.studies, int) or self.studies < 0:
+      raise ValueError(f"{where}: studies must be a non-negative integer, got {self.studies!r}")
+    if self.studies and self.search != "quasirandom":
+      raise ValueError(f"{where}: studies (external tuning) draw quasirandom trials; got search={self.search!r}")
     if self.selection not in SELECTIONS:
       raise ValueError(f"{where}: selection must be one of {SELECTIONS}, got {self.selection!r}")
     if self.shared_space is not None:
@@ -309,8 +320,8 @@ class PairPlan:
   """Where the protocol of one (workload, optimizer) stands, given the stored records.
 
   Attributes:
-    missing: the next runs to train, ``(role, round, specs)``, or None when
-      the protocol is complete.
+    missing: the next runs to train, ``(role, round, study, specs)``, or None
+      when the protocol is complete.
     tune_ids: the run ids of the tuning trials so far (extensions included).
     final_ids: the run ids of the confirmation runs (once a trial is selected).
     best: the selected tuning record (None: not yet, or every trial diverged).
@@ -319,7 +330,7 @@ class PairPlan:
       every trial diverged) and no extension is left.
   """
 
-  missing: tuple[str, int, list[Any]] | None
+  missing: tuple[str, int, int, list[Any]] | None
   tune_ids: list[str]
   final_ids: list[str] = dataclasses.field(default_factory=list)
   best: Mapping[str, Any] | None = None
@@ -340,28 +351,37 @@ def plan_pair(suite: Suite, workload: workloads_lib.Workload, opt: search.BenchO
     return [records_lib.run_id(records_lib.run_config(workload.spec(), opt.name, s.hparams, s.seed)) for s in specs]
 
   first = search.draw_trials(opt, suite.trials, method=suite.search, tune=suite.tune, seed=suite.tuning_seed)
-  specs = [RunSpec(h, suite.tuning_seed) for h in first]
   tune_ids: list[str] = []
+  for study in range(1, suite.studies):  # external tuning: the other studies first, then study 0 as usual
+    drawn = search.draw_trials(opt, suite.trials, method=suite.search, tune=suite.tune, seed=suite.tuning_seed + study)
+    specs = [RunSpec(h, suite.tuning_seed + study) for h in drawn]
+    todo = [s for s, i in zip(specs, ids(specs)) if i not in by_id]
+    if todo:
+      return PairPlan(missing=(ROLE_TUNE, 0, study, todo), tune_ids=tune_ids)
+    tune_ids += ids(specs)
+  study_ids = list(tune_ids)
+  specs = [RunSpec(h, suite.tuning_seed) for h in first]
   best, side, rounds = None, None, 0
-  for rounds in range(suite.max_extensions + 1 if suite.extend_edges else 1):
+  extend = suite.extend_edges and not suite.studies
+  for rounds in range(suite.max_extensions + 1 if extend else 1):
     new = [i for i in ids(specs) if i not in tune_ids]
     if not all(i in by_id for i in new):
-      return PairPlan(missing=(ROLE_TUNE, rounds, [s for s, i in zip(specs, ids(specs)) if i not in by_id]),
+      return PairPlan(missing=(ROLE_TUNE, rounds, 0, [s for s, i in zip(specs, ids(specs)) if i not in by_id]),
                       tune_ids=tune_ids, rounds=rounds)
     tune_ids += new
-    trials = [by_id[i] for i in tune_ids]
+    trials = [by_id[i] for i in tune_ids if i not in study_ids]
     best = select_best(workload, trials, suite.selection)
     side = edge_side(trials, best)
-    if side is None or not suite.extend_edges or rounds == suite.max_extensions:
+    if side is None or not extend or rounds == suite.max_extensions:
       break
     specs = [RunSpec(h, suite.tuning_seed) for h in
              extension_trials(trials, first, best, side, suite.extension_points)]
-  unresolved = side is not None and suite.extend_edges
+  unresolved = side is not None and extend
   if best is None:
     return PairPlan(missing=None, tune_ids=tune_ids, rounds=rounds, unresolved=unresolved)
   final = [RunSpec(best["hparams"], s) for s in suite.final_seeds()]
   todo = [s for s, i in zip(final, ids(final)) if i not in by_id]
-  return PairPlan(missing=(ROLE_FINAL, 0, todo) if todo else None, tune_ids=tune_ids, final_ids=ids(final),
+  return PairPlan(missing=(ROLE_FINAL, 0, 0, todo) if todo else None, tune_ids=tune_ids, final_ids=ids(final),
                   best=best, rounds=rounds, unresolved=unresolved)
 
 
@@ -386,10 +406,10 @@ class Progress:
 
 
 def _record(suite: Suite, workload: workloads_lib.Workload, opt: search.BenchOptimizer, role: str, rid: str,
-            result: Any, rounds: int = 0) -> dict[str, Any]:
+            result: Any, rounds: int = 0, study: int = 0) -> dict[str, Any]:
   spec = result.spec
   return {
-      "run_id": rid, "suite": suite.name, "role": role, "round": rounds, "workload": workload.name,
+      "run_id": rid, "suite": suite.name, "role": role, "round": rounds, "study": study, "workload": workload.name,
       "workload_spec": workload.spec(), "optimizer": opt.name, "hparams": dict(spec.hparams), "seed": spec.seed,
       "protocol": records_lib.PROTOCOL_VERSION, "status": result.status, "diverged_at_step": result.diverged_at_step,
       "metric": workload.metric, "mode": workload.mode, "target": workload.target, "summary": result.summary,
@@ -401,7 +421,7 @@ def _record(suite: Suite, workload: workloads_lib.Workload, opt: search.BenchOpt
 def _run_missing(suite: Suite, workload: workloads_lib.Workload, opt: search.BenchOptimizer, role: str,
                  specs: Sequence[Any], store: records_lib.ResultStore, progress: Progress,
                  log: Callable[[str], None], errors_path: Path, devices: int | None = None, *,
-                 what: str | None = None, rounds: int = 0) -> list[str]:
+                 what: str | None = None, rounds: int = 0, study: int = 0) -> list[str]:
   """Trains the specs whose run ids are not stored; returns all their run ids."""
   from jdl.bench import engine  # pylint: disable=g-import-not-at-top
 
@@ -424,7 +444,7 @@ def _run_missing(suite: Suite, workload: workloads_lib.Workload, opt: search.Ben
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
     return ids
   for (_, rid), result in zip(missing, results):
-    store.append(_record(suite, workload, opt, role, rid, result, rounds))
+    store.append(_record(suite, workload, opt, role, rid, result, rounds, study))
     progress.appended += 1
     if progress.max_runs is not None and progress.appended >= progress.max_runs:
       raise Interrupted
@@ -449,11 +469,11 @@ def run_pair(suite: Suite, workload: workloads_lib.Workload, optimizer: str | se
     plan = plan_pair(suite, workload, opt, {r["run_id"]: r for r in store.records})
     if plan.missing is None:
       break
-    role, rounds, specs = plan.missing
+    role, rounds, study, specs = plan.missing
     role = final_role if role == ROLE_FINAL else role
-    what = role if rounds == 0 else f"edge extension {rounds}"
+    what = f"edge extension {rounds}" if rounds else f"study {study}" if study else role
     wanted = _run_missing(suite, workload, opt, role, specs, store, progress, log, errors_path, devices,
-                          what=what, rounds=rounds)
+                          what=what, rounds=rounds, study=study)
     if not all(i in store.done for i in wanted):
       return plan  # a failed group: the next invocation retries it
   progress.skipped += sum(1 for i in {*plan.tune_ids, *plan.final_ids} if i in before)
