@@ -137,6 +137,16 @@ def _lessons() -> list[pathlib.Path]:
   return sorted(LESSONS_DIR.glob("[0-9][0-9]_*.py"))
 
 
+def _find_lesson(lessons: Sequence[pathlib.Path], wanted: str) -> pathlib.Path:
+  """The one lesson whose number (``6``, ``06``) or a part of whose name (``tensors``) is ``wanted``."""
+  found = [p for p in lessons if (wanted.isdigit() and int(p.name[:2]) == int(wanted)) or wanted in p.stem[3:]]
+  if len(found) != 1:
+    names = ", ".join(p.stem for p in lessons)
+    raise ValueError(f"lesson: {'no' if not found else 'more than one'} lesson matches {wanted!r}; the lessons: "
+                     f"{names}")
+  return found[0]
+
+
 def _cmd_lesson(args: argparse.Namespace, extra: Sequence[str]) -> int:
   if extra:
     raise ValueError(f"unrecognised arguments: {' '.join(extra)}")
@@ -148,15 +158,10 @@ def _cmd_lesson(args: argparse.Namespace, extra: Sequence[str]) -> int:
       first = path.read_text().split('"""')[1].strip().splitlines()[0]
       print(first)
     return 0
-  wanted = str(args.lesson)
-  found = [p for p in lessons if (wanted.isdigit() and int(p.name[:2]) == int(wanted)) or wanted in p.stem[3:]]
-  if len(found) != 1:
-    names = ", ".join(p.stem for p in lessons)
-    raise ValueError(f"lesson: {'no' if not found else 'more than one'} lesson matches {wanted!r}; the lessons: "
-                     f"{names}")
+  found = _find_lesson(lessons, str(args.lesson))
   import importlib.util  # pylint: disable=g-import-not-at-top
 
-  spec = importlib.util.spec_from_file_location(f"jdl_lesson_{found[0].stem}", found[0])
+  spec = importlib.util.spec_from_file_location(f"jdl_lesson_{found.stem}", found)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   for name, value in module.run(quick=args.quick, out=args.out).items():
@@ -165,7 +170,8 @@ def _cmd_lesson(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 
 def _cmd_list(args: argparse.Namespace, extra: Sequence[str]) -> int:
-  del extra
+  if extra:
+    raise ValueError(f"unrecognised arguments: {' '.join(extra)}")
   if args.what == "experiments":
     from jdl import config as config_lib  # pylint: disable=g-import-not-at-top
 
@@ -612,6 +618,230 @@ def _import_user_code(specs: Sequence[str]) -> None:
 
   resolved = config_lib.import_all(specs)
   os.environ[config_lib.IMPORTS_ENV] = os.pathsep.join(dict.fromkeys([*config_lib.env_imports(), *resolved]))
+
+
+def _parse(parse: Any, argv: Sequence[str], what: str) -> Any:
+  """``parse(argv)`` with argparse's exit turned into a ``ValueError`` carrying its message (None for --help)."""
+  import contextlib  # pylint: disable=g-import-not-at-top
+  import io  # pylint: disable=g-import-not-at-top
+
+  err = io.StringIO()
+  try:
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+      return parse(list(argv))
+  except SystemExit as e:
+    if e.code in (0, None):
+      return None
+    lines = err.getvalue().strip().splitlines() or [str(e.code)]
+    raise ValueError(f"{what}: {lines[-1]}") from None
+
+
+def _is_path(text: str) -> bool:
+  return text.endswith(".py") or os.sep in text
+
+
+def check_command(argv: Sequence[str], *, missing_paths_ok: bool = False) -> list[str]:
+  """Checks a ``jdl`` command line as far as it can be checked without running it.
+
+  The arguments are parsed by the parser that runs the command, so an unknown
+  command or flag, or a flag's bad value, fails. Beyond parsing: ``train`` and
+  ``tune`` load the experiment, apply the ``--config.KEY=VALUE`` overrides and
+  check the config as ``jdl train`` does before it trains (an unknown
+  experiment, config field or name fails), and ``tune`` loads its space and
+  checks its options as ``jdl tune`` does before it opens the study;
+  ``summary`` needs a model or an experiment, ``lesson`` a lesson, ``data
+  prepare`` datasets the catalog knows, ``bench run`` a suite and the workloads
+  and optimizers it names; the commands on trained runs check their option
+  words (split, epoch, metrics, method, norm, what). Files of ``--import`` are
+  imported, so what they register is known (use ``jdl.registry.scoped_all`` to
+  undo it). Nothing is trained, written or compiled.
+
+  Args:
+    argv: the arguments after ``jdl``.
+    missing_paths_ok: a path the command names that does not exist (a run
+      directory or a file an earlier command writes, the reader's own weights
+      file or image folder) is not an error: what depends on it is left
+      unchecked.
+
+  Returns:
+    The missing paths that were let through (only with ``missing_paths_ok``;
+    for a path the config names, such as ``init_from``, the error's message),
+    so that a caller can judge them.
+
+  Raises:
+    ValueError: the command would fail (the message says why); ``TypeError``,
+      ``KeyError``, ``ImportError`` and ``FileNotFoundError`` as the checks raise them.
+  """
+  argv = list(argv)
+  imports, rest = _take_imports(argv)
+  missing: list[str] = []
+
+  def absent(path: str, is_dir: bool | None = None) -> bool:
+    """Whether ``path`` is missing (then recorded, or an error without ``missing_paths_ok``)."""
+    p = pathlib.Path(path).expanduser()
+    if p.exists() if is_dir is None else (p.is_dir() if is_dir else p.is_file()):
+      return False
+    if not missing_paths_ok:
+      kind = "file or directory" if is_dir is None else ("directory" if is_dir else "file")
+      raise FileNotFoundError(f"jdl: {path}: no such {kind}")
+    missing.append(path)
+    return True
+
+  if argv[:1] == ["bench"]:  # as main() does: jdl bench reads its own --import
+    imports, rest = [], argv
+  resolve = True
+  for spec in imports:
+    if _is_path(spec) and absent(spec, is_dir=False):
+      resolve = False  # what it registers is unknown: parse only
+    else:
+      from jdl import config as config_lib  # pylint: disable=g-import-not-at-top
+
+      config_lib.import_user(spec)
+  if rest[:1] == ["summary"]:
+    from jdl.models import summarize  # pylint: disable=g-import-not-at-top
+
+    args = _parse(summarize._parser().parse_args, rest[1:], "jdl summary")  # pylint: disable=protected-access
+    if args is None or args.list or not resolve:
+      return missing
+    if args.model is None:
+      raise ValueError("jdl summary: MODEL is required (see --list)")
+    if args.model not in summarize.list_models() and not (_is_path(args.model) and absent(args.model, False)):
+      _check_experiment(args.model, [], missing, check=False)
+    return missing
+  parsed = _parse(build_parser().parse_known_args, rest, "jdl")
+  if parsed is None:
+    return missing
+  args, extra = parsed
+  if args.command == "bench":
+    from jdl.bench import cli as bench_cli  # pylint: disable=g-import-not-at-top
+
+    _check_bench(bench_cli, [args.bench_command, *extra], absent)
+    return missing
+  if args.command in ("train", "tune"):
+    try:
+      overrides = _split_config_overrides(extra)
+    except SystemExit as e:
+      raise ValueError(str(e)) from None
+  elif extra:
+    raise ValueError(f"jdl {args.command}: unrecognised arguments: {' '.join(extra)}")
+  for path in (lambda v: v if isinstance(v, list) else [v])(getattr(args, "run_dir", None) or []):
+    absent(path, is_dir=True)
+  for path in getattr(args, "files", None) or []:
+    absent(path, is_dir=False)
+  if getattr(args, "epoch", None) is not None:
+    _epoch_arg(args.epoch)
+  if not resolve:
+    return missing
+  if args.command == "train":
+    if args.resume and not args.workdir:
+      raise ValueError("--resume needs --workdir (the run directory to continue)")
+    if not (_is_path(args.experiment) and absent(args.experiment, is_dir=False)):
+      _check_experiment(args.experiment, overrides, missing if missing_paths_ok else None)
+  elif args.command == "tune":
+    if _is_path(args.experiment) and absent(args.experiment, is_dir=False):
+      return missing
+    from jdl import tune  # pylint: disable=g-import-not-at-top
+
+    try:
+      tune.check_arguments(args.experiment, args.space, trials=args.trials, sampler=args.sampler, pruner=args.pruner,
+                           metric=args.metric, jobs=args.jobs, overrides=overrides, resume=args.resume,
+                           overwrite=args.overwrite)
+    except FileNotFoundError as e:
+      if not missing_paths_ok:
+        raise
+      missing.append(str(e))
+  elif args.command == "lesson" and args.lesson is not None:
+    _find_lesson(_lessons(), str(args.lesson))
+  elif args.command == "data":
+    from jdl import data  # pylint: disable=g-import-not-at-top
+
+    for name in args.names:
+      try:
+        data.info(name)
+      except FileNotFoundError as e:
+        if not missing_paths_ok:
+          raise
+        missing.append(str(e))
+  elif args.command in ("eval", "ensemble"):
+    _check_split(args, [])
+    if getattr(args, "metrics", None):
+      import jdl.metrics  # pylint: disable=g-import-not-at-top
+
+      jdl.metrics.parse_specs(tuple(m.strip() for m in args.metrics.split(",") if m.strip()))
+  elif args.command == "attack":
+    from jdl import attacks  # pylint: disable=g-import-not-at-top
+
+    for flag, value, allowed in (("--method", args.method, attacks.METHODS), ("--norm", args.norm, attacks.NORMS)):
+      if value not in allowed:
+        raise ValueError(f"jdl attack: {flag}: expected one of {', '.join(allowed)}, got {value!r}")
+  elif args.command == "visualize":
+    from jdl.train import runs  # pylint: disable=g-import-not-at-top
+
+    what = [w.strip() for w in args.what.split(",") if w.strip()]
+    unknown = [w for w in what if w not in (*runs.VISUALS, "all")]
+    if not what or unknown:
+      raise ValueError(f"jdl visualize: --what: expected one or more of {', '.join(runs.VISUALS)} (or all), "
+                       f"got {args.what!r}")
+  elif args.command == "quantize":
+    from jdl.train import deploy  # pylint: disable=g-import-not-at-top
+
+    if args.method not in deploy.RUN_METHODS:
+      raise ValueError(f"jdl quantize: --method: expected one of {', '.join(deploy.RUN_METHODS)}, got {args.method!r}")
+  return missing
+
+
+def _check_experiment(experiment: str, overrides: Sequence[tuple[str, str]], missing: list[str] | None,
+                      check: bool = True) -> None:
+  """Loads the experiment and applies the overrides as ``jdl train`` does, then checks the config as it does.
+
+  A file the config names that does not exist (an ``init_from`` file, an image folder) is an error, or its
+  message is added to ``missing`` when that is a list.
+  """
+  from jdl import config as config_lib  # pylint: disable=g-import-not-at-top
+
+  config = config_lib.load_experiment(experiment)
+  config_lib.apply_overrides(config, overrides)
+  if check:
+    try:
+      config_lib.check(config)
+    except FileNotFoundError as e:
+      if missing is None:
+        raise
+      missing.append(str(e))
+
+
+def _check_bench(bench_cli: Any, argv: Sequence[str], absent: Any) -> None:
+  """``jdl bench COMMAND``: parsed by the command's own parser (``jdl.bench.cli.<command>_parser``); the suite,
+  workloads and optimizers it names must be known, the directory ``report`` reads must exist."""
+  parser = getattr(bench_cli, f"{argv[0].replace('-', '_')}_parser")()
+  args = _parse(parser.parse_args, argv[1:], f"jdl bench {argv[0]}")
+  if args is None:
+    return
+  from jdl.bench import cluster, search, workloads  # pylint: disable=g-import-not-at-top
+  from jdl.bench import suite as suite_lib  # pylint: disable=g-import-not-at-top
+
+  for path in getattr(args, "imports", None) or []:
+    if absent(path, is_dir=False):
+      return  # what it registers is unknown: parse only
+    cluster.load_user_file(path)
+  if argv[0] == "report":
+    absent(args.dir, is_dir=True)
+    return
+  if getattr(args, "list", False):
+    return
+  if argv[0] == "run":
+    if not args.suite or not args.out:
+      raise ValueError("jdl bench run needs --suite NAME and --out DIR (or --list)")
+    suite = bench_cli._suite_from_args(args)  # pylint: disable=protected-access
+  else:
+    suite = suite_lib.get_suite(args.suite)
+  for name in getattr(args, "workloads", None) or suite.workloads:
+    workloads.get_workload(name)
+  named = [*(getattr(args, "optimizers", None) or suite.optimizers), *(getattr(args, "baselines", None) or ())]
+  unknown = sorted(set(named) - set(search.list_optimizers()))
+  if unknown:
+    raise ValueError(f"jdl bench {argv[0]}: unknown optimizer(s) {', '.join(unknown)}; known: "
+                     f"{', '.join(search.list_optimizers())}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

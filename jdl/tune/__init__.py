@@ -346,6 +346,40 @@ def _fail_interrupted(study: Any, workdir: pathlib.Path, *, local: bool) -> int:
   return n
 
 
+def check_arguments(experiment: str, space: str | Callable[..., Any], *, trials: int, sampler: str = "tpe",
+                    pruner: str = "median", metric: str = "eval_accuracy", jobs: int = 1,
+                    overrides: Sequence[tuple[str, str]] = (), resume: bool = False, overwrite: bool = False
+                    ) -> tuple[Space, ml_collections.ConfigDict]:
+  """What ``tune`` checks before it opens the study: the numbers and words of its options, the space
+  (loaded), the experiment's config with the overrides (checked as ``jdl train`` checks it) and the metric.
+
+  Returns:
+    The loaded space and the experiment's config with the overrides applied.
+
+  Raises:
+    ValueError, TypeError, FileNotFoundError: naming the argument at fault.
+  """
+  from jdl import config as config_lib  # pylint: disable=g-import-not-at-top
+
+  if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+    raise ValueError(f"--trials: expected a whole number >= 1, got {trials!r}")
+  if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+    raise ValueError(f"--jobs: expected a whole number >= 1, got {jobs!r}")
+  if resume and overwrite:
+    raise ValueError("--resume and --overwrite: choose one")
+  if sampler not in SAMPLERS:
+    raise ValueError(f"--sampler: expected one of {', '.join(SAMPLERS)}, got {sampler!r}")
+  loaded = load_space(space)
+  if callable(space) and jobs > 1:
+    raise ValueError("jobs > 1: worker processes load the space by name; give it as FILE.py[:FUNCTION]")
+  base = config_lib.load_experiment(experiment)
+  config_lib.apply_overrides(base, tuple((str(k), str(v)) for k, v in overrides))
+  config_lib.check(base)
+  check_metric(base, metric)
+  make_pruner(pruner, epochs=base.epochs)
+  return loaded, base
+
+
 def tune(experiment: str, space: str | Callable[..., Any], *, trials: int, workdir: str | os.PathLike[str] | None = None,
          storage: str | None = None, study_name: str | None = None, sampler: str = "tpe", pruner: str = "median",
          metric: str = "eval_accuracy", jobs: int = 1, seed: int = 0,
@@ -374,23 +408,9 @@ def tune(experiment: str, space: str | Callable[..., Any], *, trials: int, workd
   from jdl.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
 
   optuna = _optuna()
-  if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-    raise ValueError(f"--trials: expected a whole number >= 1, got {trials!r}")
-  if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-    raise ValueError(f"--jobs: expected a whole number >= 1, got {jobs!r}")
-  if resume and overwrite:
-    raise ValueError("--resume and --overwrite: choose one")
-  if sampler not in SAMPLERS:
-    raise ValueError(f"--sampler: expected one of {', '.join(SAMPLERS)}, got {sampler!r}")
-  loaded = load_space(space)
-  if callable(space) and jobs > 1:
-    raise ValueError("jobs > 1: worker processes load the space by name; give it as FILE.py[:FUNCTION]")
   overrides = tuple((str(k), str(v)) for k, v in overrides)
-  base = config_lib.load_experiment(experiment)
-  config_lib.apply_overrides(base, overrides)
-  config_lib.check(base)
-  check_metric(base, metric)
-  make_pruner(pruner, epochs=base.epochs)
+  loaded, base = check_arguments(experiment, space, trials=trials, sampler=sampler, pruner=pruner, metric=metric,
+                                 jobs=jobs, overrides=overrides, resume=resume, overwrite=overwrite)
   grid = loaded.grid_for(base) if sampler == "grid" else None
   direction = "maximize" if callbacks_lib.resolve_mode(metric, "auto") == "max" else "minimize"
 
