@@ -202,3 +202,17 @@ def test_the_shared_range_is_every_optimizers_range():
   (grid,) = grids
   assert len(grid) == 13 and grid[0] == 1e-5 and grid[-1] == 10.0
   assert grid[1] == pytest.approx(10 ** -4.5, rel=1e-5)  # half a decade apart
+
+
+def test_the_small_suite_uses_its_shipped_recorded_targets():
+  from jdl.bench import targets  # pylint: disable=g-import-not-at-top
+
+  small = suite.get_suite("small")
+  shipped = targets.load("small")
+  assert shipped["source"] == "jdl/bench/recorded_targets/small.json" and shipped["seeds"] == 20
+  assert set(shipped["workloads"]) == set(small.workloads)  # every workload of the suite has a recorded target
+  for name, entry in shipped["workloads"].items():
+    assert small.workload(name).target == entry["target"]
+    baseline = entry["baselines"][entry["from"]]
+    assert len(baseline["values"]) == 20 and len(baseline["run_ids"]) == 20
+    assert entry["target"] == float(f"{np.median([v for v in baseline['values'] if v is not None]):.4g}")
