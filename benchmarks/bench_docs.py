@@ -42,12 +42,16 @@ def _ci(ci, digits=3):
 
 def tables(directory: pathlib.Path) -> str:
   from jdl.bench import analysis  # pylint: disable=g-import-not-at-top
+  from jdl.bench import suite as suite_lib  # pylint: disable=g-import-not-at-top
 
   records = analysis.load(directory)
   sessions = json.loads((directory / "meta.json").read_text())
   last = sessions[-1]
-  targets = last.get("targets") or {}
-  pairs = analysis.summaries(records, targets)
+  targets = {k: v for s in sessions for k, v in (s.get("targets") or {}).items()}
+  suite = suite_lib.suite_of(sessions)
+  all_records = records
+  records, status = suite_lib.protocol_view(suite, records)  # the runs of the suite's protocol only
+  pairs = analysis.summaries(records, targets, status)
   board = analysis.leaderboard(pairs)
   winners = analysis.workload_winners(pairs)
   optimizers = [r["optimizer"] for r in board] or sorted({s["optimizer"] for s in pairs})
@@ -56,13 +60,13 @@ def tables(directory: pathlib.Path) -> str:
   workloads = sorted({s["workload"] for s in pairs}, key=lambda w: (
       by[next(k for k in by if k[0] == w)]["toy"], bool(by[next(k for k in by if k[0] == w)]["variant_of"]), w))
   roles = {}
-  for r in records:
+  for r in all_records:
     roles[r.get("role", "tune")] = roles.get(r.get("role", "tune"), 0) + 1
   machine = f"{last.get('cpu_count')} CPUs, {last.get('platform', '').split('-with')[0]}, backend {last.get('backend')}"
   versions = last.get("versions", {})
   out = [
       f"Written by `python benchmarks/bench_docs.py --docs` from `{directory.relative_to(ROOT)}` "
-      f"(last session started {last.get('started')}): {len(records)} runs ({roles.get('tune', 0)} tuning, "
+      f"(last session started {last.get('started')}): {len(all_records)} runs ({roles.get('tune', 0)} tuning, "
       f"{roles.get('final', 0)} confirmation, {roles.get('target', 0)} target-setting) on {machine}, JAX "
       f"{versions.get('jax')}; targets from {last.get('targets_source') or 'the workloads'}.",
       "",
@@ -127,15 +131,17 @@ def tables(directory: pathlib.Path) -> str:
     base = next(s["variant_of"] for s in pairs if s["workload"] == v)
 
     def order(w):
-      rows = [s for s in pairs if s["workload"] == w]
-      return [s["optimizer"] for s in sorted(rows, key=lambda s: s["steps_to_target"])]
+      return analysis.speed_order([s for s in pairs if s["workload"] == w])
 
     out.append(f"Held-out variant {v} of {base}: Kendall τ of the order by steps to target "
                f"{_num(analysis.kendall_tau(order(base), order(v)))}.")
   unresolved = [s for s in pairs if s["unresolved"]]
   if unresolved:
-    out += ["", "Unresolved (left out of the score): " + ", ".join(
-        f"{s['workload']} / {s['optimizer']}" for s in unresolved) + "."]
+    out += ["", "Unresolved (the pick still on an edge after the extensions, or every trial diverged; they count as "
+            "not reaching the target): " + ", ".join(f"{s['workload']} / {s['optimizer']}" for s in unresolved) + "."]
+  incomplete = sorted({s["workload"] for s in pairs if s.get("incomplete")})
+  if incomplete:
+    out += ["", "Still running (left out of the score until complete): " + ", ".join(incomplete) + "."]
   return "\n".join(out)
 
 

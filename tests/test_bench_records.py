@@ -111,12 +111,12 @@ def test_an_edge_pick_or_all_diverged_extends_the_grid_beyond_that_edge():
 def test_performance_profiles_follow_the_definition():
   times = {"w1": {"a": 10.0, "b": 20.0, "c": math.inf},
            "w2": {"a": math.inf, "b": 5.0, "c": 15.0},
-           "w3": {"a": 8.0, "b": 8.0}}  # c has no result on w3 (unresolved): left out of c's profile
+           "w3": {"a": 8.0, "b": 8.0}}  # c has no result on w3: counts as not reached (failing never helps)
   taus, prof = analysis.performance_profiles(times, num=7)  # taus 1, 1.5, ..., 4
   assert taus.tolist() == [1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]
   np.testing.assert_allclose(prof["a"], [2 / 3] * 7)
   np.testing.assert_allclose(prof["b"], [2 / 3, 2 / 3, 1, 1, 1, 1, 1])
-  np.testing.assert_allclose(prof["c"], [0, 0, 0, 0, 1 / 2, 1 / 2, 1 / 2])
+  np.testing.assert_allclose(prof["c"], [0, 0, 0, 0, 1 / 3, 1 / 3, 1 / 3])
   assert analysis.profile_score(taus, prof["a"]) == pytest.approx(2 / 3)
   assert analysis.profile_score(taus, np.ones(7)) == pytest.approx(1.0)
 
@@ -143,29 +143,61 @@ def test_paired_sign_flip_test_is_exact():
     analysis.paired_test([1.0], [1.0, 2.0])
 
 
-def _summary(workload, optimizer, steps, test_mean, mode="max", seeds=(1, 2, 3), toy=False, unresolved=False):
-  per_seed = [float(steps)] * len(seeds)
+def _summary(workload, optimizer, steps, test_mean, mode="max", seeds=(1, 2, 3), toy=False, unresolved=False,
+             incomplete=False, per_seed=None, tests=None):
+  per_seed = [float(steps)] * len(seeds) if per_seed is None else [float(x) for x in per_seed]
   return {"workload": workload, "optimizer": optimizer, "mode": mode, "steps_to_target": steps,
           "seconds_to_target": steps / 100, "final_test": {"mean": test_mean}, "trials": 4, "extension_trials": 0,
-          "trials_diverged": 1, "toy": toy, "variant_of": None, "unresolved": unresolved, "train_seconds": 0.1,
-          "steps_per_seed": per_seed, "seconds_per_seed": [x / 100 for x in per_seed], "seed_list": list(seeds),
-          "final_seeds": list(seeds),
-          "final_test_values": [test_mean] * len(seeds), "seeds": len(seeds), "budget_steps": 100}
+          "trials_diverged": 1, "toy": toy, "variant_of": None, "unresolved": unresolved, "incomplete": incomplete,
+          "train_seconds": 0.1, "steps_per_seed": per_seed, "seconds_per_seed": [x / 100 for x in per_seed],
+          "seed_list": list(seeds), "final_seeds": list(seeds),
+          "final_test_values": [test_mean] * len(seeds) if tests is None else list(tests), "seeds": len(seeds),
+          "budget_steps": 100, "final_valid": {"mean": test_mean}}
 
 
 def test_leaderboard_ranks_by_profile_score_on_the_scored_pairs_only():
   rows = [_summary("w1", "a", 10, 0.9), _summary("w1", "b", 30, 0.95),
           _summary("w2", "a", 50, 0.8), _summary("w2", "b", math.inf, 0.7),
           _summary("toy", "b", 1, 0.0, toy=True), _summary("toy", "a", 100, 0.0, toy=True),
-          _summary("w3", "b", 1, 0.99, unresolved=True), _summary("w3", "a", 5, 0.9)]
+          _summary("w3", "b", 1, 0.99, incomplete=True), _summary("w3", "a", 5, 0.9),  # w3 still running
+          _summary("w4", "b", math.inf, 0.5, unresolved=True), _summary("w4", "a", 5, 0.9)]
   board = analysis.leaderboard(rows)
   assert [r["optimizer"] for r in board] == ["a", "b"]
   a, b = board
+  assert a["workloads"] == 3 and b["workloads"] == 3  # w1, w2, w4: not the toy problem, not the partial w3
   assert a["score_steps"] == pytest.approx(1.0) and a["targets"] == 3 and a["mean_rank"] == pytest.approx(4 / 3)
-  assert 0 < b["score_steps"] < 0.5 and b["targets"] == 1 and b["diverged_trials"] == pytest.approx(0.25)
+  # b: fastest nowhere, 3x a on w1, never on w2, and its unresolved w4 counts as not reached.
+  assert b["score_steps"] == pytest.approx((4 - 3) / 3 / 3, abs=1e-3) and b["targets"] == 1  # τ on a 301-point grid
+  assert b["diverged_trials"] == pytest.approx(0.25)
   assert a["score_steps_ci"][0] <= a["score_steps"] <= a["score_steps_ci"][1]
   assert a["score_seconds"] is None  # runs of 0.1 s are too short to time: steps are the unit
-  assert a["separated"]  # identical seeds: no spread, the margin's interval excludes zero
+  # a's lead holds on every resample of identical seeds; with seeds that disagree it is not separated.
+  assert a["separated"]
+  noisy = [_summary("w1", "a", 20, 0.9, seeds=(1, 2, 3, 4), per_seed=(10, 10, 90, 90)),
+           _summary("w1", "b", 30, 0.9, seeds=(1, 2, 3, 4), per_seed=(90, 90, 20, 30)),
+           _summary("w2", "a", 20, 0.9, seeds=(1, 2, 3, 4), per_seed=(20, 20, 20, 20)),
+           _summary("w2", "b", 20, 0.9, seeds=(1, 2, 3, 4), per_seed=(20, 20, 20, 20))]
+  assert not analysis.leaderboard(noisy)[0]["separated"]
+
+
+def test_a_winner_is_separated_only_when_the_paired_seeds_say_it_is_better():
+  # Median steps favour a (6 of 10 seeds at 10 steps) but its 4 unreached seeds cost the whole budget (100):
+  # per seed it is not better than b's steady 20. It must not be called separated.
+  a = _summary("w", "a", 10, 0.9, seeds=range(10), per_seed=[10] * 6 + [math.inf] * 4)
+  b = _summary("w", "b", 20, 0.9, seeds=range(10), per_seed=[20] * 10)
+  speed = analysis.workload_winners([a, b])["w"]["speed"]
+  assert speed["best"] == "a" and speed["diff"] == pytest.approx(20 - (6 * 10 + 4 * 100) / 10)
+  assert speed["diff"] < 0 and not speed["separated"]
+  # Higher accuracy on every one of 8 shared seeds: separated, p = 2/256.
+  hi = _summary("v", "a", 10, 0.95, seeds=range(8), tests=[0.95 + i / 1000 for i in range(8)])
+  lo = _summary("v", "b", 10, 0.90, seeds=range(8), tests=[0.90] * 8)
+  test = analysis.workload_winners([lo, hi])["v"]["test"]
+  assert test["best"] == "a" and test["diff"] > 0 and test["p"] == pytest.approx(2 / 256) and test["separated"]
+  # Losses: lower is better, and the difference is still positive when the best is better.
+  l1 = _summary("u", "a", 10, 1.0, mode="min", seeds=range(8), tests=[1.0] * 8)
+  l2 = _summary("u", "b", 10, 2.0, mode="min", seeds=range(8), tests=[2.0 + i / 100 for i in range(8)])
+  loss = analysis.workload_winners([l2, l1])["u"]["test"]
+  assert loss["best"] == "a" and loss["diff"] > 0 and loss["separated"]
 
 
 def test_leave_one_out_ranks_without_each_workload_and_each_optimizer():
@@ -216,3 +248,11 @@ def test_the_small_suite_uses_its_shipped_recorded_targets():
     baseline = entry["baselines"][entry["from"]]
     assert len(baseline["values"]) == 20 and len(baseline["run_ids"]) == 20
     assert entry["target"] == float(f"{np.median([v for v in baseline['values'] if v is not None]):.4g}")
+
+
+def test_every_shipped_suite_evaluates_at_least_20_times_per_run():
+  for name in ("small", "small_v1", "gpu"):  # not smoke: a check of the machinery in a minute, not a comparison
+    s = suite.get_suite(name)
+    for w in s.workloads:
+      wl = s.workload(w)
+      assert wl.steps // wl.eval_every >= 20, f"{name}/{w}: {wl.steps // wl.eval_every} evaluations"

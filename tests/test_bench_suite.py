@@ -202,7 +202,16 @@ def test_set_targets_records_targets_that_a_suite_then_uses_without_retraining(t
   after = records.read_records(out / records.RESULTS_FILE)
   assert {r["run_id"] for r in after if r["role"] == "tune"} == tuned
   assert {r["target"] for r in after if r["role"] == "final"} == {entry["target"]}
+  # The report compares the runs of the suite's protocol only: not the reruns, nor set-targets' own picks.
+  kept, status = suite_lib.protocol_view(with_targets, after)
+  assert {r["role"] for r in kept} == {"tune", "final"} and status == {
+      ("digits_logreg", "adam"): {"unresolved": False, "incomplete": False, "rounds": status[("digits_logreg",
+                                                                                             "adam")]["rounds"]}}
+  assert {r["seed"] for r in kept if r["role"] == "final"} == set(with_targets.final_seeds())
+  partial, status = suite_lib.protocol_view(with_targets, [r for r in after if r["role"] != "final"])
+  assert status[("digits_logreg", "adam")]["incomplete"] and not [r for r in partial if r["role"] == "final"]
   meta = json.loads((out / "meta.json").read_text())
+  assert suite_lib.suite_of(meta) == with_targets  # rebuilt from meta.json
   assert meta[-1]["targets"] == {"digits_logreg": entry["target"]} and meta[-1]["targets_source"].endswith(
       "targets.json")
   assert cli.main(["bench", "report", str(out)]) == 0
@@ -231,13 +240,16 @@ def test_external_tuning_scores_the_median_over_studies_of_each_studys_fastest_t
   suite_lib.run_suite(ext, tmp_path, log=lambda line: None)
   recs = records.read_records(tmp_path / records.RESULTS_FILE)
   tune = [r for r in recs if r["role"] == "tune"]
-  assert sorted({(r["study"], r["seed"]) for r in tune}) == [(0, 0), (1, 1), (2, 2)]  # a seed and a draw per study
+  assert sorted({(r["study"], r["seed"]) for r in tune}) == [(0, 0), (1, 2001), (2, 2002)]  # a seed, a draw each
   assert len(tune) == 3 * 4 and not any(r["round"] for r in tune)  # no edge extension under external tuning
   assert len({r["hparams"]["learning_rate"] for r in tune}) == 12  # each study its own quasi-random draw
   (pair,) = analysis.summaries(recs)
-  fastest = [min((analysis.time_to_target(r)[0] or math.inf) for r in tune if r["study"] == s) for s in range(3)]
+  fastest = [min(math.inf if (t := analysis.time_to_target(r)[0]) is None else t for r in tune if r["study"] == s)
+             for s in range(3)]
   assert pair["studies"] == 3 and pair["steps_per_seed"] == fastest
   assert pair["steps_to_target"] == sorted(fastest)[1]  # the median of three
   assert len([r for r in recs if r["role"] == "final"]) == 2  # study 0's pick confirmed for the performance table
   with pytest.raises(ValueError, match="studies .external tuning. draw quasirandom trials"):
     dataclasses.replace(ext, search="grid")
+  with pytest.raises(ValueError, match="studies must be 0 .no external tuning. or at least 2, got 1"):
+    dataclasses.replace(ext, studies=1)

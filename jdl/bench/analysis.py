@@ -4,8 +4,9 @@ Definitions (also in docs/benchmarks.md):
 
 * **Time to target** of a (workload, optimizer): the median over the S
   confirmation seeds of the steps (or training seconds) at the first
-  evaluation whose validation metric meets the workload's target; infinite
-  when fewer than half of the seeds reach it.
+  evaluation whose validation metric meets the workload's target, a seed that
+  never reaches it counting as infinite (so the time is finite only when more
+  than half of the seeds reach it).
 * **Performance profile** (AlgoPerf; Dolan and Moré 2002): with ``t[w, o]``
   that time and ``r[w, o] = t[w, o] / min_o' t[w, o']``, the profile of
   optimizer ``o`` is ``ρ_o(τ) = |{w : r[w, o] ≤ τ}| / |W|`` for ``1 ≤ τ ≤ 4``.
@@ -81,9 +82,9 @@ def time_to_target(record: Mapping[str, Any], target: float | None = None,
 
 
 def _median_or_inf(values: Sequence[float | None], n: int) -> float:
-  """The median of the reached values, counting unreached as +inf; inf when fewer than half reached."""
+  """The median of the values, counting unreached (None) as +inf: finite only when more than half reached."""
   reached = sorted(v for v in values if v is not None)
-  if n == 0 or len(reached) * 2 < n:
+  if n == 0 or len(reached) * 2 <= n:
     return math.inf
   padded = reached + [math.inf] * (n - len(reached))
   return float(np.median(np.asarray(padded, dtype=float)))
@@ -139,8 +140,18 @@ def paired_test(a: Sequence[float], b: Sequence[float], *, seed: int = 0) -> dic
 
 
 def summarize_pair(tune: Sequence[Mapping[str, Any]], final: Sequence[Mapping[str, Any]],
-                   target: float | None = None) -> dict[str, Any]:
-  """The comparison numbers of one (workload, optimizer) from its records (``target``: default the records')."""
+                   target: float | None = None, status: Mapping[str, Any] | None = None) -> dict[str, Any]:
+  """The comparison numbers of one (workload, optimizer) from its records.
+
+  Args:
+    tune, final: its tuning and confirmation records (``suite.protocol_view``
+      keeps those of the suite's protocol).
+    target: the target in force (default: the records').
+    status: ``{"unresolved": bool, "incomplete": bool}`` from the suite's
+      protocol (``suite.protocol_view``). Without it a pair is unresolved only
+      when every trial diverged, and incomplete when it has no confirmation
+      run.
+  """
   any_record = (list(final) or list(tune))[0]
   mode = any_record["mode"]
   target = any_record["target"] if target is None else target
@@ -162,14 +173,17 @@ def summarize_pair(tune: Sequence[Mapping[str, Any]], final: Sequence[Mapping[st
   at_edge = bool(len(set(lrs)) > 2 and chosen is not None and chosen in (min(lrs), max(lrs)))
   times = [time_to_target(r, target, mode) for r in final]
   seed_list = [r["seed"] for r in final]
-  if studies:  # AlgoPerf's external tuning: each study's fastest trial, the median over studies
+  if studies:  # AlgoPerf's external tuning: each study's fastest trial (in steps, and in seconds), the median
     times, seed_list = [], []
     for study in sorted({r.get("study") or 0 for r in (*studies, *first)}):
-      members = [r for r in (*studies, *first) if (r.get("study") or 0) == study]
-      reached = [time_to_target(r, target, mode) for r in members]
-      reached = [t for t in reached if t[0] is not None]
-      times.append(min(reached) if reached else (None, None))
+      members = [time_to_target(r, target, mode) for r in (*studies, *first) if (r.get("study") or 0) == study]
+      steps_ = [t[0] for t in members if t[0] is not None]
+      secs_ = [t[1] for t in members if t[1] is not None]
+      times.append((min(steps_) if steps_ else None, min(secs_) if secs_ else None))
       seed_list.append(study)
+  all_diverged = bool(tune) and all(r["status"] != "ok" for r in tune)
+  if status is None:
+    status = {"unresolved": all_diverged, "incomplete": not final and not all_diverged}
   steps = [math.inf if t[0] is None else float(t[0]) for t in times]
   seconds = [math.inf if t[1] is None else float(t[1]) for t in times]
   train_seconds = [r["curves"]["seconds"][-1] for r in final if r.get("curves", {}).get("seconds")]
@@ -182,7 +196,7 @@ def summarize_pair(tune: Sequence[Mapping[str, Any]], final: Sequence[Mapping[st
       "trials_diverged": sum(1 for r in tune if r["status"] != "ok"),
       "tuneability": reached_trials / len(first) if first else None, "trial_iqr": iqr,
       "best_hparams": dict(final[0]["hparams"]) if final else None, "lr_at_edge": at_edge,
-      "unresolved": at_edge or (bool(tune) and all(r["status"] != "ok" for r in tune)),
+      "unresolved": bool(status.get("unresolved")) or all_diverged, "incomplete": bool(status.get("incomplete")),
       "seeds": n_final, "seed_list": seed_list, "studies": len(seed_list) if studies else 0,
       "final_diverged": sum(1 for r in final if r["status"] != "ok"),
       "final_test": _stats([r["summary"]["final_test"] for r in final]),
@@ -199,12 +213,14 @@ def summarize_pair(tune: Sequence[Mapping[str, Any]], final: Sequence[Mapping[st
   }
 
 
-def summaries(records: Sequence[Mapping[str, Any]],
-              targets: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
-  """``summarize_pair`` for every (workload, optimizer) present (``targets``: per-workload overrides)."""
+def summaries(records: Sequence[Mapping[str, Any]], targets: Mapping[str, float] | None = None,
+              status: Mapping[tuple[str, str], Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+  """``summarize_pair`` for every (workload, optimizer) present (``targets``: per-workload overrides;
+  ``status``: per-pair protocol status, see ``suite.protocol_view``)."""
   targets = targets or {}
-  return [summarize_pair(roles.get("tune", []), roles.get("final", []), targets.get(w))
-          for (w, _), roles in group(records).items()]
+  status = status or {}
+  return [summarize_pair(roles.get("tune", []), roles.get("final", []), targets.get(w), status.get((w, o)))
+          for (w, o), roles in group(records).items()]
 
 
 def performance_profiles(times: Mapping[str, Mapping[str, float]], *, tau_max: float = TAU_MAX,
@@ -213,8 +229,8 @@ def performance_profiles(times: Mapping[str, Mapping[str, float]], *, tau_max: f
 
   Args:
     times: ``times[workload][optimizer]`` = time to target (``inf`` when not
-      reached). An optimizer missing from a workload is left out of it: its
-      profile is the fraction of the workloads it has.
+      reached). An optimizer missing from a workload counts as ``inf`` (not
+      reached): failing a workload never helps a score.
     tau_max: the largest ratio shown.
     num: points on the τ axis.
 
@@ -229,10 +245,8 @@ def performance_profiles(times: Mapping[str, Mapping[str, float]], *, tau_max: f
   for per in times.values():
     best = min(per.values(), default=math.inf)
     for o in optimizers:
-      if o in per:
-        ratios[o].append(_ratio(per[o], best))
-  profiles = {o: np.asarray([np.mean(np.asarray(ratios[o]) <= tau) if ratios[o] else 0.0 for tau in taus])
-              for o in optimizers}
+      ratios[o].append(_ratio(per.get(o, math.inf), best))
+  profiles = {o: np.asarray([np.mean(np.asarray(ratios[o]) <= tau) for tau in taus]) for o in optimizers}
   return taus, profiles
 
 
@@ -263,8 +277,10 @@ def times_table(pair_summaries: Sequence[Mapping[str, Any]],
 
 
 def scored(pair_summaries: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-  """The pairs that count in the score: not a toy problem, not a held-out variant, not unresolved."""
-  return [s for s in pair_summaries if not s["toy"] and not s["variant_of"] and not s["unresolved"]]
+  """The pairs that count in the score: not a toy problem or a held-out variant, on a workload whose pairs are all
+  complete. An unresolved pair counts, as not reached (``inf``), and reports list it apart too."""
+  partial = {s["workload"] for s in pair_summaries if s.get("incomplete")}
+  return [s for s in pair_summaries if not s["toy"] and not s["variant_of"] and s["workload"] not in partial]
 
 
 def timeable(pair_summaries: Sequence[Mapping[str, Any]]) -> set[str]:
@@ -284,28 +300,33 @@ def scores(pair_summaries: Sequence[Mapping[str, Any]], key: str = "steps_to_tar
 
 def _resampled_times(pair_summaries: Sequence[Mapping[str, Any]], key: str, rng: np.random.Generator
                      ) -> dict[str, dict[str, float]]:
-  """One bootstrap draw of the times table: each workload's seeds resampled once, for all its optimizers."""
+  """One bootstrap draw of the times table: each workload's seeds (or studies) resampled once, by seed id, for all
+  its optimizers (pairs share their seeds: the same initialisation and data order)."""
   per_seed = "steps_per_seed" if key == "steps_to_target" else "seconds_per_seed"
-  out: dict[str, dict[str, float]] = {}
-  picks: dict[str, np.ndarray] = {}
+  by_workload: dict[str, list[Mapping[str, Any]]] = {}
   for s in pair_summaries:
-    values = np.asarray(s[per_seed], dtype=float)
-    if not len(values):
-      out.setdefault(s["workload"], {})[s["optimizer"]] = math.inf
-      continue
-    pick = picks.setdefault(s["workload"], rng.integers(0, len(values), len(values)))
-    out.setdefault(s["workload"], {})[s["optimizer"]] = float(np.median(values[pick % len(values)]))
+    by_workload.setdefault(s["workload"], []).append(s)
+  out: dict[str, dict[str, float]] = {}
+  for w in sorted(by_workload):
+    rows = by_workload[w]
+    seeds = sorted({seed for s in rows for seed in s["seed_list"]})
+    picks = [seeds[i] for i in rng.integers(0, len(seeds), len(seeds))] if seeds else []
+    for s in rows:
+      values = dict(zip(s["seed_list"], s[per_seed]))
+      drawn = [values.get(seed, math.inf) for seed in picks]  # a seed a pair lacks counts as not reached
+      out.setdefault(w, {})[s["optimizer"]] = float(np.median(drawn)) if drawn else math.inf
   return out
 
 
 def score_intervals(pair_summaries: Sequence[Mapping[str, Any]], key: str = "steps_to_target", *,
-                    resamples: int = 500, seed: int = 0) -> dict[str, Any]:
+                    resamples: int = 500, seed: int = 0, order: Sequence[str] | None = None) -> dict[str, Any]:
   """Bootstrap intervals of each optimizer's score and of the leader's margin over the runner-up.
 
+  ``order``: the ranking whose first two are compared (default: by score).
   Returns ``{"ci": {optimizer: (lo, hi)}, "margin_ci": (lo, hi), "leader", "runner_up"}``.
   """
   point = scores(pair_summaries, key)
-  order = sorted(point, key=lambda o: -point[o])
+  order = list(order) if order is not None else sorted(point, key=lambda o: -point[o])
   rng = np.random.default_rng(seed)
   draws: dict[str, list[float]] = {o: [] for o in point}
   margins: list[float] = []
@@ -317,8 +338,13 @@ def score_intervals(pair_summaries: Sequence[Mapping[str, Any]], key: str = "ste
     if len(order) > 1:
       margins.append(sc.get(order[0], 0.0) - sc.get(order[1], 0.0))
   lo_q, hi_q = (1 - LEVEL) / 2, 1 - (1 - LEVEL) / 2
-  ci = {o: (float(np.quantile(v, lo_q)), float(np.quantile(v, hi_q))) for o, v in draws.items()}
-  margin = (float(np.quantile(margins, lo_q)), float(np.quantile(margins, hi_q))) if margins else None
+
+  def interval(v):
+    lo, hi = np.quantile(v, [lo_q, hi_q], method="inverted_cdf")  # as bootstrap_ci
+    return float(lo), float(hi)
+
+  ci = {o: interval(v) for o, v in draws.items()}
+  margin = interval(margins) if margins else None
   return {"ci": ci, "margin_ci": margin, "leader": order[0] if order else None,
           "runner_up": order[1] if len(order) > 1 else None}
 
@@ -339,7 +365,6 @@ def leaderboard(pair_summaries: Sequence[Mapping[str, Any]]) -> list[dict[str, A
   if not pair_summaries:
     return []
   steps_scores = scores(pair_summaries, "steps_to_target")
-  intervals = score_intervals(pair_summaries, "steps_to_target")
   timed = [s for s in pair_summaries if s["workload"] in timeable(pair_summaries)]
   secs_scores = scores(timed, "seconds_to_target") if timed else {}
   by_workload: dict[str, list[Mapping[str, Any]]] = {}
@@ -356,13 +381,16 @@ def leaderboard(pair_summaries: Sequence[Mapping[str, Any]]) -> list[dict[str, A
   for o in sorted(steps_scores):
     mine = [s for s in pair_summaries if s["optimizer"] == o]
     trials = sum(s["trials"] + s["extension_trials"] for s in mine)
-    out.append({"optimizer": o, "score_steps": steps_scores[o], "score_steps_ci": intervals["ci"].get(o),
+    out.append({"optimizer": o, "score_steps": steps_scores[o], "score_steps_ci": None,
                 "score_seconds": secs_scores.get(o),
                 "targets": sum(1 for s in mine if math.isfinite(s["steps_to_target"])), "workloads": len(mine),
                 "mean_rank": statistics.fmean(ranks[o]) if ranks.get(o) else None,
                 "diverged_trials": (sum(s["trials_diverged"] for s in mine) / trials) if trials else None,
                 "separated": False})
   out.sort(key=lambda r: (-r["score_steps"], -(r["score_seconds"] or 0.0), r["mean_rank"] or math.inf))
+  intervals = score_intervals(pair_summaries, "steps_to_target", order=[r["optimizer"] for r in out])
+  for r in out:
+    r["score_steps_ci"] = intervals["ci"].get(r["optimizer"])
   margin = intervals["margin_ci"]
   out[0]["separated"] = bool(margin is not None and margin[0] > 0)
   return out
@@ -392,6 +420,14 @@ def _ranking(pairs: Sequence[Mapping[str, Any]]) -> list[str]:
   return sorted(sc, key=lambda o: (-sc[o], o))
 
 
+def speed_order(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+  """The optimizers of one workload's pairs by steps to target, ties (unreached included) by final validation value."""
+  sign = -1.0 if rows and rows[0]["mode"] == "max" else 1.0
+  return [s["optimizer"] for s in sorted(rows, key=lambda s: (
+      s["steps_to_target"], sign * s["final_valid"]["mean"] if s["final_valid"]["mean"] is not None else math.inf,
+      s["optimizer"]))]
+
+
 def kendall_tau(a: Sequence[str], b: Sequence[str]) -> float | None:
   """Kendall's τ between two rankings of the same names (1: the same order, -1: reversed)."""
   common = [x for x in a if x in b]
@@ -406,34 +442,38 @@ def kendall_tau(a: Sequence[str], b: Sequence[str]) -> float | None:
 
 
 def workload_winners(pair_summaries: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-  """Per workload, the best final test metric and the fastest time to target, each against its runner-up.
+  """Per workload, the best final test metric and the fewest steps to target, each against its runner-up.
 
   ``{workload: {"test": {...}, "speed": {...}}}``, each with ``best``,
-  ``runner_up``, the paired comparison over the seeds both ran (``diff``,
-  ``ci``, ``p``; speed compares steps to target, a seed that never reached it
-  counted as the whole step budget) and ``separated`` (the interval of the
-  difference excludes zero).
+  ``runner_up`` and the paired comparison over the seeds both ran:
+  ``diff`` (the mean of per-seed differences, positive when ``best`` is
+  better: a higher accuracy or lower loss; fewer steps, a seed that never
+  reached the target counted as the whole step budget), its bootstrap
+  interval ``ci``, the sign-flip ``p`` and ``separated`` (the interval lies
+  above zero and p < 0.05). For speed the runner-up is the second by median
+  steps; the comparison uses the per-seed values, so a median lead that the
+  seeds do not support is not separated.
   """
   out: dict[str, dict[str, Any]] = {}
   by_workload: dict[str, list[Mapping[str, Any]]] = {}
   for s in pair_summaries:
-    if not s["unresolved"] and s["seeds"]:
+    if s["seeds"]:
       by_workload.setdefault(s["workload"], []).append(s)
   for w, rows in by_workload.items():
-    sign = -1.0 if rows[0]["mode"] == "max" else 1.0
+    sign = 1.0 if rows[0]["mode"] == "max" else -1.0  # sign * (best - second) > 0: best is better
     entry: dict[str, Any] = {}
     tested = [r for r in rows if r["final_test"]["mean"] is not None]
-    tested.sort(key=lambda r: sign * r["final_test"]["mean"])
+    tested.sort(key=lambda r: -sign * r["final_test"]["mean"])
     if len(tested) >= 2:
-      entry["test"] = _compare(tested[0], tested[1], "final_test_values")
+      entry["test"] = _compare(tested[0], tested[1], "final_test_values", sign)
     fast = sorted(rows, key=lambda r: r["steps_to_target"])
     if len(fast) >= 2 and math.isfinite(fast[0]["steps_to_target"]):
-      entry["speed"] = _compare(fast[0], fast[1], "steps_per_seed")
+      entry["speed"] = _compare(fast[0], fast[1], "steps_per_seed", -1.0)
     out[w] = entry
   return out
 
 
-def _compare(best: Mapping[str, Any], second: Mapping[str, Any], key: str) -> dict[str, Any]:
+def _compare(best: Mapping[str, Any], second: Mapping[str, Any], key: str, sign: float) -> dict[str, Any]:
   seeds_key = "final_seeds" if key == "final_test_values" else "seed_list"  # speed: seeds, or studies
   a = dict(zip(best[seeds_key], best[key]))
   b = dict(zip(second[seeds_key], second[key]))
@@ -446,30 +486,32 @@ def _compare(best: Mapping[str, Any], second: Mapping[str, Any], key: str) -> di
   out: dict[str, Any] = {"best": best["optimizer"], "runner_up": second["optimizer"], "n": len(seeds),
                          "diff": None, "ci": None, "p": None, "separated": False}
   if len(seeds) >= 2:
-    test = paired_test(va, vb)
-    out.update(diff=test["diff"], ci=test["ci"], p=test["p"], separated=bool(test["ci"][0] > 0 or test["ci"][1] < 0))
+    test = paired_test(sign * va, sign * vb)
+    out.update(diff=test["diff"], ci=test["ci"], p=test["p"], separated=bool(test["ci"][0] > 0 and test["p"] < 0.05))
   return out
 
 
 def budget_curves(records: Sequence[Mapping[str, Any]], targets: Mapping[str, float] | None = None, *,
-                  samples: int = 200, seed: int = 0) -> dict[str, list[float]]:
+                  samples: int = 200, seed: int = 0, selection: str = "time_to_target",
+                  workloads: set[str] | None = None) -> dict[str, list[float]]:
   """The score against the tuning budget: ``{optimizer: [score with k trials for k = 1..K]}``.
 
   For each k, ``samples`` random k-subsets of each pair's first-draw trials
-  pick their trial (``time_to_target`` on the tuning seed, then the final
-  validation value) and that trial's steps to target enter the performance
-  profiles; the curve is the mean score over the samples (scored workloads
-  only).
+  (study 0, no edge extensions) pick their trial by ``selection`` (as the
+  suite does) and that trial's tuning-seed steps to target enter the
+  performance profiles; the curve is the mean score over the samples.
+  ``workloads``: those that count (default: every one that is not a toy
+  problem or a held-out variant).
   """
   targets = targets or {}
   rng = np.random.default_rng(seed)
   pairs: dict[tuple[str, str], list[tuple[float, float]]] = {}
   for (w, o), roles in group(records).items():
-    tune = [r for r in roles.get("tune", []) if not r.get("round")]
+    tune = [r for r in roles.get("tune", []) if not r.get("round") and not r.get("study")]
     if not tune:
       continue
     spec = tune[0].get("workload_spec") or {}
-    if spec.get("toy") or spec.get("variant_of"):
+    if spec.get("toy") or spec.get("variant_of") or (workloads is not None and w not in workloads):
       continue
     sign = -1.0 if tune[0]["mode"] == "max" else 1.0
     rows = []
@@ -477,7 +519,8 @@ def budget_curves(records: Sequence[Mapping[str, Any]], targets: Mapping[str, fl
       steps, _ = time_to_target(r, targets.get(w), None)
       valid = r["summary"].get("final_valid")
       ok = r["status"] == "ok" and valid is not None
-      rows.append((math.inf if steps is None or not ok else float(steps), sign * valid if ok else math.inf))
+      key = (math.inf if steps is None or not ok else float(steps), sign * valid if ok else math.inf)
+      rows.append(key if selection == "time_to_target" else (key[1], key[0]))
     pairs[(w, o)] = rows
   if not pairs:
     return {}
@@ -491,7 +534,7 @@ def budget_curves(records: Sequence[Mapping[str, Any]], targets: Mapping[str, fl
       for (w, o), rows in pairs.items():
         pick = rng.choice(len(rows), size=k, replace=False)
         chosen = min((rows[i] for i in pick))
-        times.setdefault(w, {})[o] = chosen[0]
+        times.setdefault(w, {})[o] = chosen[0] if selection == "time_to_target" else chosen[1]
       taus, prof = performance_profiles(times)
       for o, rho in prof.items():
         total[o] += profile_score(taus, rho)

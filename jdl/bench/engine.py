@@ -420,6 +420,9 @@ def _train_program(workload: Workload, problem: Problem, opt: search.BenchOptimi
     sums_v, sums_t = jax.device_get((sums_v, sums_t))
     return _per_run_means(sums_v, size, vmapped), None if sums_t is None else _per_run_means(sums_t, size, vmapped)
 
+  def evaluate_test(eval_states):
+    return _per_run_means(jax.device_get(test_c(eval_states, test)), size, vmapped)
+
   t0 = time.perf_counter()
   ev_valid, ev_test = evaluate(eval_states, workload.test_every_eval)
   eval_seconds = time.perf_counter() - t0
@@ -463,9 +466,14 @@ def _train_program(workload: Workload, problem: Problem, opt: search.BenchOptimi
       bad = programs.first_nonfinite(metrics["loss"][r])
       if diverged_at[r] is None and bad is not None:
         diverged_at[r] = start + bad + 1
-    stop = c == chunks - 1 or all(d is not None for d in diverged_at[:real])
     t0 = time.perf_counter()
-    ev_valid, ev_test = evaluate(eval_states, stop or workload.test_every_eval)
+    ev_valid, ev_test = evaluate(eval_states, workload.test_every_eval)
+    for r in range(size):  # a validation loss that is not finite stops a run too
+      if diverged_at[r] is None and not np.isfinite(ev_valid["loss"][r]):
+        diverged_at[r] = start + length
+    stop = c == chunks - 1 or all(d is not None for d in diverged_at[:real])
+    if stop and ev_test is None:
+      ev_test = evaluate_test(eval_states)
     eval_seconds += time.perf_counter() - t0
     record(start + length, train_seconds / real,
            [programs.train_means([{"loss": metrics["loss"][r]}])["loss"] for r in range(size)])

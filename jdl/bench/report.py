@@ -273,17 +273,20 @@ def _table_rows_leaderboard(board: Sequence[Mapping[str, Any]]) -> tuple[list[st
   return header, rows
 
 
-def _table_rows_workload(rows_in: Sequence[Mapping[str, Any]], timed: bool) -> tuple[list[str], list[list[str]]]:
+def _table_rows_workload(rows_in: Sequence[Mapping[str, Any]], timed: bool,
+                         shared: bool = False) -> tuple[list[str], list[list[str]]]:
   metric = rows_in[0]["metric"]
   header = ["optimizer", f"final test {metric}: mean ± sd [95% CI] (test set, reported only)",
             "seeds reaching target", "steps to target: median [95% CI]",
             "seconds to target" if timed else "seconds to target (too short to time: steps are the unit)",
-            "compile s", "tuneability (shared range)", "trial IQR", "diverged trials", "edge extensions",
+            "compile s (0: programs reused)", "tuneability (shared range)" if shared else "tuneability",
+            "trial IQR", "diverged trials", "edge extensions",
             "selected hyperparameters"]
   sign = -1.0 if rows_in[0]["mode"] == "max" else 1.0
   ordered = sorted(rows_in, key=lambda s: (sign * s["final_test"]["mean"]) if s["final_test"]["mean"] is not None
                    else math.inf)
-  rows = [[s["optimizer"] + (" (unresolved)" if s["unresolved"] else ""),
+  rows = [[s["optimizer"] + (" (unresolved)" if s["unresolved"] else "") + (" (incomplete)" if s.get("incomplete")
+                                                                             else ""),
            _mean_std(s["final_test"]) + _ci(s["final_test"].get("ci"), 4), f"{s['reached']}/{s['seeds']}",
            _num(s["steps_to_target"]) + _ci(s["steps_ci"], 4),
            (_num(s["seconds_to_target"], 3) + _ci(s["seconds_ci"])) if timed else "–",
@@ -384,11 +387,17 @@ Section = tuple[str, list[Any]]  # a title and its items: str (paragraph), ("tab
 
 def _sections(directory: Path, records: Sequence[Mapping[str, Any]]) -> tuple[list[Section], list[Any]]:
   """The report's sections and its figures ``(name, title, png bytes)``."""
+  from jdl.bench import suite as suite_lib  # pylint: disable=g-import-not-at-top
+
   sessions = _meta(directory)
   last = sessions[-1] if sessions else {}
-  targets = last.get("targets") or {}
+  targets = {k: v for s in sessions for k, v in (s.get("targets") or {}).items()}
+  suite = suite_lib.suite_of(sessions)
+  status = None
+  if suite is not None:  # compare exactly the runs of the suite's protocol
+    records, status = suite_lib.protocol_view(suite, records)
   grouped = analysis.group(records)
-  pair_summaries = analysis.summaries(records, targets)
+  pair_summaries = analysis.summaries(records, targets, status)
   board = analysis.leaderboard(pair_summaries)
   scored = analysis.scored(pair_summaries)
   timed = analysis.timeable(pair_summaries)
@@ -398,7 +407,8 @@ def _sections(directory: Path, records: Sequence[Mapping[str, Any]]) -> tuple[li
       ("profiles", "Performance profiles (scored workloads; seconds: workloads long enough to time)",
        plot_profiles(scored, colors, timed)),
       ("budget", "Score against the tuning budget (trials drawn from the first grid)",
-       plot_budget(analysis.budget_curves(records, targets), colors)),
+       plot_budget(analysis.budget_curves(records, targets, selection=suite.selection if suite else "time_to_target",
+                                          workloads={s["workload"] for s in scored}), colors)),
       ("learning_curves", "Learning curves (confirmation seeds: mean, band = min..max)",
        plot_learning_curves(grouped, colors)),
       ("lr_sensitivity", "Learning-rate sensitivity (tuning trials; x = diverged)",
@@ -421,7 +431,11 @@ def _sections(directory: Path, records: Sequence[Mapping[str, Any]]) -> tuple[li
         "the 95% interval of its margin over the runner-up includes zero: the first two places are within noise."))
   left = sorted({s["workload"] for s in pair_summaries} - {s["workload"] for s in scored})
   if left:
-    lb.append("Not in the score: " + ", ".join(left) + " (toy problems and held-out variants are reported below).")
+    lb.append("Not in the score: " + ", ".join(left) + " (toy problems, held-out variants and workloads with runs "
+              "still missing are reported below).")
+  if suite is None:
+    lb.append("The suite could not be rebuilt from meta.json (pass the files that register its workloads with "
+              "--import): every record of the directory is compared, and edge picks are not checked.")
   sections.append(("Leaderboard", lb))
   loo = analysis.leave_one_out(pair_summaries)
   if loo:
@@ -436,8 +450,8 @@ def _sections(directory: Path, records: Sequence[Mapping[str, Any]]) -> tuple[li
     rows = []
     for v in sorted({s["workload"] for s in variants}):
       base = next(s["variant_of"] for s in variants if s["workload"] == v)
-      rank_v = _order([s for s in pair_summaries if s["workload"] == v])
-      rank_b = _order([s for s in pair_summaries if s["workload"] == base])
+      rank_v = analysis.speed_order([s for s in pair_summaries if s["workload"] == v])
+      rank_b = analysis.speed_order([s for s in pair_summaries if s["workload"] == base])
       rows.append([v, base, ", ".join(rank_b), ", ".join(rank_v), _num(analysis.kendall_tau(rank_b, rank_v), 3)])
     sections.append(("Held-out variants", [
         "Each variant changes its workload's architecture a little; the order by steps to target (then final "
@@ -449,8 +463,13 @@ def _sections(directory: Path, records: Sequence[Mapping[str, Any]]) -> tuple[li
              "every trial diverged" if not s["seeds"] else _hparams(s["best_hparams"])] for s in unresolved]
     sections.append(("Unresolved pairs (listed apart)", [
         "The selected learning rate is still on the edge of the rates tried after the edge extensions (or every "
-        "trial diverged): these pairs are left out of the score.",
+        "trial diverged): these pairs count in the score as not reaching the target.",
         ("table", ["workload", "optimizer", "edge extensions", "selected"], rows)]))
+  incomplete = sorted({(s["workload"], s["optimizer"]) for s in pair_summaries if s.get("incomplete")})
+  if incomplete:
+    sections.append(("Incomplete pairs (the suite is partial)", [
+        f"{len(incomplete)} pair(s) still miss runs; their workloads are left out of the score until `jdl bench run` "
+        "completes them: " + ", ".join(f"{w} / {o}" for w, o in incomplete) + "."]))
   sections.append((pngs[0][1], [("img", pngs[0][0])]))
   winners = analysis.workload_winners(pair_summaries)
   by_workload: dict[str, list[Mapping[str, Any]]] = {}
@@ -461,18 +480,13 @@ def _sections(directory: Path, records: Sequence[Mapping[str, Any]]) -> tuple[li
     tag = " (toy problem: not in the score)" if rows[0]["toy"] else (
         f" (held-out variant of {rows[0]['variant_of']}: not in the score)" if rows[0]["variant_of"] else "")
     items: list[Any] = [f"Target: validation {rows[0]['metric']} {'≥' if rows[0]['mode'] == 'max' else '≤'} "
-                        f"{rows[0]['target']}.", ("table", *_table_rows_workload(rows, w in timed))]
+                        f"{rows[0]['target']}.",
+                        ("table", *_table_rows_workload(rows, w in timed, bool(suite and suite.shared_space)))]
     items += _winner_lines(winners.get(w, {}))
     sections.append((f"Workload {w}{tag}", items))
   for name, title, _ in pngs[1:]:
     sections.append((title, [("img", name)]))
   return sections, pngs
-
-
-def _order(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-  sign = -1.0 if rows and rows[0]["mode"] == "max" else 1.0
-  return [s["optimizer"] for s in sorted(rows, key=lambda s: (
-      s["steps_to_target"], sign * s["final_valid"]["mean"] if s["final_valid"]["mean"] is not None else math.inf))]
 
 
 def write_report(directory: str | os.PathLike[str]) -> tuple[Path, Path]:

@@ -4,8 +4,10 @@ For each (workload, optimizer) of a suite:
 
 1. **Tune**: K trials drawn from the optimizer's search space (``grid`` or
    ``quasirandom``, see ``search.draw_trials``), all with the tuning seed.
-2. **Select**: the trial with the best *final validation* metric (ties: fewer
-   steps to the target); diverged trials never win.
+2. **Select** what is scored: the fewest steps to the validation target
+   (ties: the final validation value; ``selection="final_valid"`` reverses
+   the two); diverged trials never win. A pick on an edge of the rates tried
+   extends the grid beyond it (``extend_edges``).
 3. **Confirm**: the selected hyperparameters re-run with S new seeds
    (``tuning_seed + 1 ... tuning_seed + S``); these runs give the reported test
    metrics, time-to-target and seed spread.
@@ -37,6 +39,7 @@ from jdl.bench import search
 from jdl.bench import workloads as workloads_lib
 
 ROLE_TUNE, ROLE_FINAL, ROLE_TARGET = "tune", "final", "target"
+STUDY_SEED = 2000  # study i > 0 of external tuning trains with seed STUDY_SEED + i: apart from confirmation seeds
 SELECTIONS = ("time_to_target", "final_valid")
 
 
@@ -65,8 +68,8 @@ class Suite:
       validation value, then fewest steps).
     shared_space: search dimensions given to *every* optimizer (DeepOBS: one
       learning-rate range for all), replacing their registered ones; the
-      per-optimizer ``search_spaces`` still apply on top (and the report then
-      says the ranges differ).
+      per-optimizer ``search_spaces`` still apply on top (the optimizers are
+      then no longer compared over equal ranges).
     extend_edges: when the selected learning rate is the smallest or largest
       one tried, or every trial diverged, try ``extension_points`` more rates
       beyond that edge (the grid's spacing), up to ``max_extensions`` times;
@@ -78,9 +81,10 @@ class Suite:
       name of one shipped in ``jdl/bench/recorded_targets/``).
     final_seed_start: the first confirmation seed (default: ``tuning_seed + 1``).
     studies: AlgoPerf's external tuning when > 0: that many independent
-      studies of K quasi-random trials (study ``i`` draws its trials with
-      Halton shift ``tuning_seed + i`` and trains them with seed
-      ``tuning_seed + i``); a pair's time to target is the median over studies
+      studies of K quasi-random trials (study 0 is the usual tuning; study
+      ``i > 0`` draws its trials with Halton shift ``tuning_seed + i`` and
+      trains them with seed ``STUDY_SEED + i``, apart from the confirmation
+      seeds); a pair's time to target is the median over studies
       of each study's fastest trial. Edge extension does not apply; study 0's
       selection is still confirmed with S seeds for the performance table.
   """
@@ -123,6 +127,8 @@ class Suite:
       raise ValueError(f"{where}: max_extensions must be a non-negative integer, got {self.max_extensions!r}")
     if isinstance(self.studies, bool) or not isinstance(self.studies, int) or self.studies < 0:
       raise ValueError(f"{where}: studies must be a non-negative integer, got {self.studies!r}")
+    if self.studies == 1:
+      raise ValueError(f"{where}: studies must be 0 (no external tuning) or at least 2, got 1")
     if self.studies and self.search != "quasirandom":
       raise ValueError(f"{where}: studies (external tuning) draw quasirandom trials; got search={self.search!r}")
     if self.selection not in SELECTIONS:
@@ -169,6 +175,12 @@ class Suite:
     """The seeds of the confirmation runs."""
     start = self.tuning_seed + 1 if self.final_seed_start is None else self.final_seed_start
     return [start + i for i in range(self.seeds)]
+
+  @classmethod
+  def from_dict(cls, data: Mapping[str, Any]) -> Suite:
+    """The suite ``to_dict`` wrote (fields it does not know are ignored: older metadata)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
 
   def to_dict(self) -> dict[str, Any]:
     """The suite as JSON-able data (for run metadata)."""
@@ -354,7 +366,7 @@ def plan_pair(suite: Suite, workload: workloads_lib.Workload, opt: search.BenchO
   tune_ids: list[str] = []
   for study in range(1, suite.studies):  # external tuning: the other studies first, then study 0 as usual
     drawn = search.draw_trials(opt, suite.trials, method=suite.search, tune=suite.tune, seed=suite.tuning_seed + study)
-    specs = [RunSpec(h, suite.tuning_seed + study) for h in drawn]
+    specs = [RunSpec(h, STUDY_SEED + study) for h in drawn]
     todo = [s for s, i in zip(specs, ids(specs)) if i not in by_id]
     if todo:
       return PairPlan(missing=(ROLE_TUNE, 0, study, todo), tune_ids=tune_ids)
@@ -383,6 +395,51 @@ def plan_pair(suite: Suite, workload: workloads_lib.Workload, opt: search.BenchO
   todo = [s for s, i in zip(final, ids(final)) if i not in by_id]
   return PairPlan(missing=(ROLE_FINAL, 0, 0, todo) if todo else None, tune_ids=tune_ids, final_ids=ids(final),
                   best=best, rounds=rounds, unresolved=unresolved)
+
+
+def protocol_view(suite: Suite, records: Sequence[Mapping[str, Any]]
+                  ) -> tuple[list[Mapping[str, Any]], dict[tuple[str, str], dict[str, Any]]]:
+  """The records of ``suite``'s protocol, and each pair's status.
+
+  Walks ``plan_pair`` over the stored records, so that a directory holding
+  other runs (``set-targets`` reruns and its edge extensions, confirmations of
+  an earlier selection) compares exactly the runs this suite's protocol made.
+
+  Returns:
+    ``(records, {(workload, optimizer): {"unresolved", "incomplete",
+    "rounds"}})``: the tuning runs of the plan and, when the plan is complete,
+    its confirmation runs; a pair with runs still missing is incomplete.
+  """
+  by_id = {r["run_id"]: r for r in records}
+  kept: list[Mapping[str, Any]] = []
+  status: dict[tuple[str, str], dict[str, Any]] = {}
+  for name in suite.workloads:
+    workload = suite.workload(name)
+    for opt_name in suite.optimizers:
+      plan = plan_pair(suite, workload, suite.optimizer(opt_name), by_id)
+      ids = plan.tune_ids + [i for i in plan.final_ids if i in by_id]
+      kept += [by_id[i] for i in ids if i in by_id]
+      status[(name, opt_name)] = {"unresolved": plan.unresolved, "incomplete": plan.missing is not None,
+                                  "rounds": plan.rounds}
+  return kept, status
+
+
+def suite_of(sessions: Sequence[Mapping[str, Any]]) -> Suite | None:
+  """The suite a results directory's ``meta.json`` sessions ran: the last session's settings, over the workloads
+  and optimizers of every session of that suite (a suite run in parts with ``--workloads``). None when it cannot
+  be rebuilt (an unknown workload or optimizer: pass the file that registers it with ``--import``)."""
+  if not sessions or "suite" not in sessions[-1]:
+    return None
+  last = dict(sessions[-1]["suite"])
+  same = [dict(s["suite"]) for s in sessions if s.get("suite", {}).get("name") == last.get("name")]
+  workloads = list(dict.fromkeys(w for s in same for w in s.get("workloads", ())))
+  optimizers = list(dict.fromkeys(o for s in same for o in s.get("optimizers", ())))
+  budgets = {k: v for s in same for k, v in (s.get("budgets") or {}).items()}
+  try:
+    return Suite.from_dict({**last, "workloads": tuple(workloads), "optimizers": tuple(optimizers),
+                            "budgets": budgets})
+  except (ValueError, TypeError, FileNotFoundError):
+    return None
 
 
 # --------------------------------------------------------------------------- #

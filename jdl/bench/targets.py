@@ -9,8 +9,10 @@ seeds, not by hand. ``set_targets`` does the same with jdl's engine:
 2. rerun the selected setting with ``seeds`` fresh seeds (1001, 1002, ...);
 3. for every run, take the best validation value reached within the first
    ``fraction`` of the step budget; a baseline's figure is the median over its
-   seeds, and the workload's target is the best baseline's figure (rounded to
-   four significant digits).
+   seeds, and the workload's target is the best baseline's figure, rounded to
+   four significant digits (either way: the median seed may miss it by less
+   than the rounding). A baseline whose pick is unresolved (on an edge of the
+   rates tried) sets no target.
 
 Scored runs get the whole budget, so the baseline that set a target reaches
 it on about half of its seeds after ``fraction`` of the budget, as AlgoPerf's
@@ -126,8 +128,10 @@ def set_targets(suite: Any, out: str | os.PathLike[str], *, baselines: Sequence[
       per: dict[str, Any] = {}
       for opt in setting.optimizers:
         plan = suite_lib.run_pair(setting, workload, opt, store, progress, log=log, final_role=suite_lib.ROLE_TARGET)
-        if plan.missing is not None or plan.best is None:
-          per[opt] = {"median_best": None, "note": "every trial diverged" if plan.missing is None else "failed"}
+        if plan.missing is not None or plan.best is None or plan.unresolved:
+          note = ("failed" if plan.missing is not None else "every trial diverged" if plan.best is None else
+                  "its pick is still on an edge of the rates tried")
+          per[opt] = {"median_best": None, "note": note}
           continue
         by_id = {r["run_id"]: r for r in store.records}
         runs = [by_id[records_lib.run_id(records_lib.run_config(workload.spec(), opt, plan.best["hparams"], s))]
@@ -141,8 +145,8 @@ def set_targets(suite: Any, out: str | os.PathLike[str], *, baselines: Sequence[
       if not ok:
         log(f"{name}: no baseline gave a target; the workload keeps its own ({workload.target})")
         continue
-      pick = max if workload.mode == "max" else min
-      best = pick(ok, key=lambda o: ok[o]["median_best"])
+      sign = -1.0 if workload.mode == "max" else 1.0  # exact ties go to the first baseline named
+      best = min(ok, key=lambda o: (sign * ok[o]["median_best"], list(baselines).index(o)))
       result[name] = {"target": _round4(ok[best]["median_best"]), "from": best, "mode": workload.mode,
                       "metric": workload.metric, "previous": workload.target, "baselines": per}
       log(f"{name}: target {result[name]['target']} ({workload.metric}, from {best}; was {workload.target})")
@@ -150,8 +154,9 @@ def set_targets(suite: Any, out: str | os.PathLike[str], *, baselines: Sequence[
           "fraction": fraction, "trials": suite.trials, "search": suite.search,
           "shared_space": dict(suite.shared_space or {}),
           "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-          "argv": list(argv) if argv is not None else None, "results": records_lib.RESULTS_FILE,
-          "workloads": result}
+          "argv": list(argv) if argv is not None else None,
+          "results": str(Path(out) / records_lib.RESULTS_FILE) + " (the reruns have role 'target')",
+          "environment": suite_lib.environment(), "workloads": result}
   path = Path(out) / TARGETS_FILE
   tmp = path.with_suffix(".json.tmp")
   tmp.write_text(json.dumps(data, indent=1))

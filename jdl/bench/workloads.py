@@ -113,8 +113,9 @@ class Workload:
     streamed: ``jdl.metrics`` specs (``"f1:macro"``, ``"auroc"``) streamed
       over the validation and test sets like ``config.metrics``; their keys
       can be the workload's ``metric``.
-    toy: a test function (the 2-D surfaces, the quadratics) rather than a
-      learning problem: reports show it apart and leave it out of the score.
+    toy: a test function rather than a learning problem (the 2-D surfaces;
+      ``quadratic_deep``, DeepOBS' test problem, is scored): reports show it
+      apart and leave it out of the score.
     variant_of: a held-out variant of that workload (AlgoPerf's idea: the
       architecture changed a little); reports check that the ranking survives
       on the variants and leave them out of the score.
@@ -597,10 +598,10 @@ def _register_builtins() -> None:
                        description="a small ResNet (4 stages of one basic block, 8-64 channels) on Fashion-MNIST"))
   # Larger budgets for an accelerator (the `gpu` suite).
   reg(dataset_workload("fmnist_cnn_large", dataset="fashion_mnist", model="cnn_small", target=0.91, steps=4220,
-                       eval_every=422, batch_size=128, vmap_runs=False,
+                       eval_every=211, batch_size=128, vmap_runs=False,
                        description="2-conv CNN (32, 64 channels, 5x5) on Fashion-MNIST, 10 epochs"))
   reg(dataset_workload("mnist_lenet5", dataset="mnist", model="lenet5", model_options={"padding": 2},
-                       target=0.985, steps=4690, eval_every=469, batch_size=128, vmap_runs=False,
+                       target=0.985, steps=4690, eval_every=134, batch_size=128, vmap_runs=False,
                        description="LeNet-5 on MNIST, 10 epochs"))
   reg(dataset_workload("mnist1d_gru_large", model="gru", model_options={"hidden": 128}, target=0.85, steps=12000,
                        dataset="mnist1d", batch_size=100, eval_every=600,
