@@ -110,8 +110,8 @@ def tables(directory: pathlib.Path) -> str:
         text += " (unresolved)"
       cells.append(text)
     out.append(f"| {w}{tag} ({first['metric']}, {arrow}) | " + " | ".join(cells) + " |")
-  out += ["", "**Steps to the validation target**: median over seeds [95% CI] (∞: fewer than half the seeds reach "
-          "it); the target in brackets:", "",
+  out += ["", "**Steps to the validation target**: median over seeds [95% CI] (∞: not reached by more than half the seeds; "
+          "it: finite only when more than half of the seeds reach it); the target in brackets:", "",
           "| workload | " + " | ".join(optimizers) + " |", "|---|" + "---|" * len(optimizers)]
   for w in workloads:
     first = next(s for s in pairs if s["workload"] == w)

@@ -188,7 +188,8 @@ def test_set_targets_records_targets_that_a_suite_then_uses_without_retraining(t
   # The target: the median over seeds of each rerun's best validation accuracy within the first half (100 steps).
   best = [max(v for s, v in zip(r["curves"]["step"], r["curves"]["valid_accuracy"]) if s <= 100) for r in reruns]
   entry = data["workloads"]["digits_logreg"]
-  assert entry["target"] == float(f"{np.median(best):.4g}") and entry["from"] == "adam" and entry["previous"] == 0.9
+  assert entry["target"] == targets.round_target(float(np.median(best)), "max") <= np.median(best)
+  assert entry["from"] == "adam" and entry["previous"] == 0.9
   assert entry["baselines"]["adam"]["run_ids"] == [r["run_id"] for r in reruns]
   assert targets.load(out)["workloads"] == data["workloads"]  # a directory or its targets.json
 

@@ -175,8 +175,8 @@ def set_targets_parser() -> argparse.ArgumentParser:
                  help="comma-separated baseline optimizers (default: adam,momentum)")
   p.add_argument("--workloads", type=_names, help="comma-separated workloads replacing the suite's")
   p.add_argument("--seeds", type=int, default=20, help="reruns of each baseline's selected setting (default 20)")
-  p.add_argument("--fraction", type=float, default=0.75,
-                 help="share of the step budget within which a run's best validation value counts (default 0.75)")
+  p.add_argument("--fraction", type=float, default=0.5,
+                 help="share of the step budget within which a run's best validation value counts (default 0.5)")
   p.add_argument("--import", dest="imports", action="append", default=[], metavar="FILE",
                  help="a Python file registering workloads, optimizers or suites (repeatable)")
   p.add_argument("--quiet", action="store_true", help="no progress lines")

@@ -344,7 +344,7 @@ def _meta(directory: Path) -> list[dict[str, Any]]:
 def _meta_lines(sessions: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str, Any]]) -> list[str]:
   lines = []
   seeds = sorted({r["seed"] for r in records})
-  lines.append(f"runs: {len(records)} ({sum(1 for r in records if r.get('role') == 'tune')} tuning, "
+  lines.append(f"runs compared: {len(records)} ({sum(1 for r in records if r.get('role') == 'tune')} tuning, "
                f"{sum(1 for r in records if r.get('role') == 'final')} confirmation); seeds used: {seeds}")
   if sessions:
     last = sessions[-1]
@@ -508,14 +508,14 @@ def write_report(directory: str | os.PathLike[str]) -> tuple[Path, Path]:
     data[name] = png
   now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
   title = f"Optimizer benchmark: {directory.name}"
-  md = [f"# {title}", "", f"Generated {now} from {len(records)} runs.", ""]
+  md = [f"# {title}", "", f"Generated {now} from the {len(records)} runs of the directory.", ""]
   style = ("body{font-family:sans-serif;max-width:1300px;margin:2em auto;padding:0 1em}"
            "table{border-collapse:collapse;margin:1em 0;font-size:13px}"
            "td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}th{background:#f2f2f2}"
            "img{max-width:100%}")
   parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
            f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>",
-           f"<p>Generated {now} from {len(records)} runs.</p>"]
+           f"<p>Generated {now} from the {len(records)} runs of the directory.</p>"]
   for heading, items in sections:
     if heading:
       md += [f"## {heading}", ""]

@@ -10,13 +10,13 @@ seeds, not by hand. ``set_targets`` does the same with jdl's engine:
 3. for every run, take the best validation value reached within the first
    ``fraction`` of the step budget; a baseline's figure is the median over its
    seeds, and the workload's target is the best baseline's figure, rounded to
-   four significant digits (either way: the median seed may miss it by less
-   than the rounding). A baseline whose pick is unresolved (on an edge of the
-   rates tried) sets no target.
+   four significant digits the lenient way (``round_target``). A baseline
+   whose pick is unresolved (on an edge of the rates tried) sets no target.
 
 Scored runs get the whole budget, so the baseline that set a target reaches
-it on about half of its seeds after ``fraction`` of the budget, as AlgoPerf's
-submissions get more time than its target-setting runs needed.
+it on about half of its seeds after ``fraction`` (default: half) of the
+budget and has the rest to spare, as AlgoPerf's submissions get more time than
+its target-setting runs needed.
 
 Every run is stored in ``DIR/results.jsonl`` like a suite's (tuning runs are
 shared with a suite run in the same directory: a run's id does not depend on
@@ -76,8 +76,19 @@ def load(source: str | os.PathLike[str]) -> dict[str, Any]:
   return data
 
 
-def _round4(x: float) -> float:
-  return float(f"{x:.4g}")
+def round_target(x: float, mode: str) -> float:
+  """``x`` to four significant digits, rounded the lenient way (down for ``"max"``, up for ``"min"``).
+
+  A target of 111/114 = 0.973684 becomes 0.9736, not 0.9737, which no run on
+  114 validation examples could reach with 111 right.
+  """
+  nearest = float(f"{x:.4g}")
+  if nearest == 0 or not math.isfinite(nearest):
+    return nearest
+  if (mode == "max" and nearest > x) or (mode != "max" and nearest < x):  # nearest is stricter: one unit back
+    unit = 10.0 ** (math.floor(math.log10(abs(nearest))) - 3)
+    nearest = float(f"{nearest - unit if mode == 'max' else nearest + unit:.4g}")
+  return nearest
 
 
 def best_within(record: dict[str, Any], fraction: float) -> float | None:
@@ -92,7 +103,7 @@ def best_within(record: dict[str, Any], fraction: float) -> float | None:
 
 
 def set_targets(suite: Any, out: str | os.PathLike[str], *, baselines: Sequence[str], seeds: int = 20,
-                fraction: float = 0.75, log: Callable[[str], None] = print,
+                fraction: float = 0.5, log: Callable[[str], None] = print,
                 argv: Sequence[str] | None = None) -> dict[str, Any]:
   """Runs the target-setting protocol for ``suite``'s workloads; writes and returns ``out/targets.json``.
 
@@ -147,7 +158,7 @@ def set_targets(suite: Any, out: str | os.PathLike[str], *, baselines: Sequence[
         continue
       sign = -1.0 if workload.mode == "max" else 1.0  # exact ties go to the first baseline named
       best = min(ok, key=lambda o: (sign * ok[o]["median_best"], list(baselines).index(o)))
-      result[name] = {"target": _round4(ok[best]["median_best"]), "from": best, "mode": workload.mode,
+      result[name] = {"target": round_target(ok[best]["median_best"], workload.mode), "from": best, "mode": workload.mode,
                       "metric": workload.metric, "previous": workload.target, "baselines": per}
       log(f"{name}: target {result[name]['target']} ({workload.metric}, from {best}; was {workload.target})")
   data = {"suite": suite.name, "baselines": list(baselines), "seeds": seeds, "first_seed": FIRST_SEED,
