@@ -215,6 +215,15 @@ def test_leave_one_out_ranks_without_each_workload_and_each_optimizer():
   assert analysis.kendall_tau(["a", "b", "c"], ["c", "b", "a"]) == -1.0
 
 
+def test_a_suite_shares_one_learning_rate_range_and_extends_edges_by_default():
+  s = suite.Suite(name="x", workloads=("digits_logreg",), optimizers=("adam", "sgd"))
+  assert s.extend_edges and s.shared_space == suite.SHARED_LR
+  assert s.optimizer("adam").search_space["learning_rate"] == s.optimizer("sgd").search_space["learning_rate"] == {
+      "distribution": "log_uniform", "low": 1e-5, "high": 10.0}
+  own = suite.Suite(name="y", workloads=("digits_logreg",), optimizers=("adam",), shared_space=None)
+  assert own.optimizer("adam").search_space["learning_rate"]["high"] == 0.01  # jdl.optim's registered range
+
+
 def test_suite_refuses_bad_protocol_settings():
   with pytest.raises(ValueError, match="selection must be one of"):
     suite.Suite(name="x", workloads=("digits_logreg",), optimizers=("adam",), selection="best_test")

@@ -96,7 +96,7 @@ jdl.bench.register_optimizer("optax_adam", optax.adam, search_space={
     "learning_rate": jdl.optim.log_uniform(1e-4, 1e-1), "b1": jdl.optim.uniform(0.8, 0.95)})
 jdl.bench.register_suite(jdl.bench.Suite(
     name="mine", workloads=("iris_tiny",), optimizers=("optax_momentum", "optax_adam"), trials=4, tune=None,
-    seeds=4, search="quasirandom"))
+    seeds=4, search="quasirandom", shared_space=None, extend_edges=False))  # their own ranges, as registered
 '''
 
 

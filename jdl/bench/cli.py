@@ -41,8 +41,9 @@ def run_parser() -> argparse.ArgumentParser:
   p.add_argument("--tune", help="tuned hyperparameters: 'all' or a comma-separated list with learning_rate")
   p.add_argument("--selection", choices=("time_to_target", "final_valid"),
                  help="what picks the setting to confirm (default: the suite's, time_to_target)")
-  p.add_argument("--no-extend-edges", dest="extend_edges", action="store_false", default=None,
-                 help="do not try more learning rates when the selected one is at the edge of the grid")
+  p.add_argument("--extend-edges", action=argparse.BooleanOptionalAction, default=None,
+                 help="try more learning rates beyond an edge of the grid when the selected one is on it, or every "
+                 "trial diverged (default: the suite's; on in the shipped suites but small_v1)")
   p.add_argument("--targets", help="a targets.json of `jdl bench set-targets` (or a shipped name) replacing the "
                  "workloads' targets; 'none' keeps the workloads' own")
   p.add_argument("--devices", type=int, help="local devices to shard each group's runs over (default: one; "

@@ -39,6 +39,8 @@ from jdl.bench import search
 from jdl.bench import workloads as workloads_lib
 
 ROLE_TUNE, ROLE_FINAL, ROLE_TARGET = "tune", "final", "target"
+# The default search range of every optimizer of a suite (DeepOBS: one log-spaced learning-rate range for all).
+SHARED_LR = {"learning_rate": {"distribution": "log_uniform", "low": 1e-5, "high": 10.0}}
 STUDY_SEED = 2000  # study i > 0 of external tuning trains with seed STUDY_SEED + i: apart from confirmation seeds
 SELECTIONS = ("time_to_target", "final_valid")
 
@@ -67,11 +69,13 @@ class Suite:
       final validation value) or ``"final_valid"`` (the best final
       validation value, then fewest steps).
     shared_space: search dimensions given to *every* optimizer (DeepOBS: one
-      learning-rate range for all), replacing their registered ones; the
+      learning-rate range for all; default ``SHARED_LR``, 1e-5 to 10; None
+      keeps each optimizer's registered space), replacing their registered
+      ones; the
       per-optimizer ``search_spaces`` still apply on top (the optimizers are
       then no longer compared over equal ranges).
-    extend_edges: when the selected learning rate is the smallest or largest
-      one tried, or every trial diverged, try ``extension_points`` more rates
+    extend_edges: (default on) when the selected learning rate is the
+      smallest or largest one tried, or every trial diverged, try ``extension_points`` more rates
       beyond that edge (the grid's spacing), up to ``max_extensions`` times;
       a pair still on its edge after that is listed apart from the
       leaderboard.
@@ -102,8 +106,9 @@ class Suite:
   accelerator: bool = False
   description: str = ""
   selection: str = "time_to_target"
-  shared_space: Mapping[str, Mapping[str, Any]] | None = None
-  extend_edges: bool = False
+  shared_space: Mapping[str, Mapping[str, Any]] | None = dataclasses.field(
+      default_factory=lambda: {k: dict(v) for k, v in SHARED_LR.items()})
+  extend_edges: bool = True
   max_extensions: int = 3
   extension_points: int = 2
   targets: str | None = None
@@ -220,8 +225,6 @@ def get_suite(name: str) -> Suite:
 SMALL_WORKLOADS = ("rosenbrock", "beale", "noisy_quadratic", "quadratic_deep", "digits_logreg", "breast_cancer_mlp",
                    "diabetes_mlp", "mnist1d_logreg", "mnist1d_mlp", "mnist1d_cnn", "mnist1d_gru", "fmnist_mlp",
                    "fmnist_cnn", "mnist1d_mlp_deep", "mnist1d_lstm")
-# DeepOBS' protocol: one log-spaced learning-rate grid for every optimizer, half a decade apart.
-SHARED_LR = {"learning_rate": {"distribution": "log_uniform", "low": 1e-5, "high": 10.0}}
 
 register_suite(Suite(
     name="smoke", workloads=("rosenbrock", "quadratic_deep", "digits_logreg"),
@@ -243,7 +246,7 @@ register_suite(Suite(
 register_suite(Suite(
     name="small_v1", workloads=SMALL_WORKLOADS[:13],
     optimizers=("sgd", "momentum", "nesterov", "adam", "rmsprop", "adagrad"), trials=6, search="grid", seeds=3,
-    selection="final_valid",
+    selection="final_valid", shared_space=None, extend_edges=False,
     search_spaces={"sgd": {"learning_rate": {"distribution": "log_uniform", "low": 1e-3, "high": 10.0}},
                    "adam": {"learning_rate": {"distribution": "log_uniform", "low": 1e-5, "high": 1e-1}},
                    "rmsprop": {"learning_rate": {"distribution": "log_uniform", "low": 1e-5, "high": 1e-1}}},
@@ -254,8 +257,9 @@ register_suite(Suite(
                            "mnist1d_gru_large"),
     optimizers=("momentum", "nesterov", "adam", "adamw", "nadamw", "rmsprop", "lion"), trials=16,
     search="quasirandom", tune=None, seeds=10, accelerator=True,
-    description="larger workloads for an accelerator: 16 quasi-random trials over each optimizer's whole search "
-                "space (AlgoPerf's style), 10 seeds"))
+    description="larger workloads for an accelerator: 16 quasi-random trials (AlgoPerf's style), the learning "
+                "rate over the shared range and the other hyperparameters over each optimizer's declared space, 10 "
+                "seeds"))
 
 
 # --------------------------------------------------------------------------- #
