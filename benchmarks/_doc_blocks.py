@@ -52,6 +52,18 @@ def replace(page: str | os.PathLike[str], name: str, text: str) -> pathlib.Path:
   return path
 
 
+def publish(blocks: dict[tuple[str, str], str], docs: bool, record: pathlib.Path | None = None,
+            title: str = "") -> None:
+  """What every figure script does last: prints its blocks, writes ``record`` (a Markdown copy of the block under
+  ``# title``, beside the result file) and, with ``docs``, replaces the blocks in their pages."""
+  for (page, name), text in blocks.items():
+    if record is not None:
+      record.write_text(f"# {title}\n\n{text}")
+    print(text, end="")
+    if docs:
+      print(f"rewrote {replace(page, name, text)}")
+
+
 def machine() -> dict[str, Any]:
   """The machine a figure was measured on: CPU model, cores, OS, Python and (when imported) JAX."""
   import sys  # pylint: disable=g-import-not-at-top

@@ -47,11 +47,8 @@ def tables(directory: pathlib.Path) -> str:
   records = analysis.load(directory)
   sessions = json.loads((directory / "meta.json").read_text())
   last = sessions[-1]
-  targets = {k: v for s in sessions for k, v in (s.get("targets") or {}).items()}
-  suite = suite_lib.suite_of(sessions)
   all_records = records
-  records, status = suite_lib.protocol_view(suite, records)  # the runs of the suite's protocol only
-  pairs = analysis.summaries(records, targets, status)
+  pairs = suite_lib.comparison(records, sessions).summaries()  # the runs of the suite's protocol only
   board = analysis.leaderboard(pairs)
   winners = analysis.workload_winners(pairs)
   optimizers = [r["optimizer"] for r in board] or sorted({s["optimizer"] for s in pairs})
@@ -155,10 +152,7 @@ def main(argv=None) -> int:
   p.add_argument("--results", default=RESULTS, help="a `jdl bench run` results directory")
   p.add_argument("--docs", action="store_true", help=f"rewrite the {BLOCK} block of {PAGE}")
   args = p.parse_args(argv)
-  (text,) = render_docs(args.results).values()
-  print(text, end="")
-  if args.docs:
-    print(f"rewrote {_doc_blocks.replace(PAGE, BLOCK, text)}")
+  _doc_blocks.publish(render_docs(args.results), args.docs)
   return 0
 
 

@@ -185,12 +185,8 @@ def main(argv: list[str] | None = None) -> int:
   if not args.table:
     result = measure(pathlib.Path(args.runs))
     JSON.write_text(json.dumps(result, indent=1) + "\n")
-  (text,) = render_docs().values()
-  JSON.with_suffix(".md").write_text("# One epoch under every strategy, 8 simulated CPU devices "
-                                     "(benchmarks/parallel_equivalence.py)\n\n" + text)
-  print(text, end="")
-  if args.docs:
-    print(f"rewrote {_doc_blocks.replace(PAGE, BLOCK, text)}")
+  _doc_blocks.publish(render_docs(), args.docs, JSON.with_suffix(".md"),
+                      "One epoch under every strategy, 8 simulated CPU devices (benchmarks/parallel_equivalence.py)")
   return 0
 
 

@@ -132,11 +132,8 @@ def main(argv: list[str] | None = None) -> int:
   if not args.table:
     result = measure(list(range(args.seeds)), pathlib.Path(args.runs))
     JSON.write_text(json.dumps(result, indent=1) + "\n")
-  (text,) = render_docs().values()
-  JSON.with_suffix(".md").write_text("# Mixed precision, the course MLP (benchmarks/precision.py)\n\n" + text)
-  print(text, end="")
-  if args.docs:
-    print(f"rewrote {_doc_blocks.replace(PAGE, BLOCK, text)}")
+  _doc_blocks.publish(render_docs(), args.docs, JSON.with_suffix(".md"),
+                      "Mixed precision, the course MLP (benchmarks/precision.py)")
   return 0
 
 

@@ -144,10 +144,7 @@ def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
   parser.add_argument("--docs", action="store_true", help=f"rewrite the {BLOCK} block of {PAGE}")
   args = parser.parse_args(argv)
-  text = render()
-  print(text, end="")
-  if args.docs:
-    print(f"rewrote {_doc_blocks.replace(PAGE, BLOCK, text)}")
+  _doc_blocks.publish(render_docs(), args.docs)
   return 0
 
 

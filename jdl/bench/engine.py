@@ -413,18 +413,15 @@ def _train_program(workload: Workload, problem: Problem, opt: search.BenchOptimi
   states, eval_states = start_c(where.put(base, where.runs()), where.put(hp, where.runs()))
   per_run = (lambda x: np.asarray(x)) if vmapped else (lambda x: np.asarray(x)[None])
 
-  def evaluate(eval_states, with_test):
-    """Validation means, and test means (None unless ``with_test``: the test set is read once, at the end)."""
-    sums_v = valid_c(eval_states, valid)
-    sums_t = test_c(eval_states, test) if with_test else None
-    sums_v, sums_t = jax.device_get((sums_v, sums_t))
-    return _per_run_means(sums_v, size, vmapped), None if sums_t is None else _per_run_means(sums_t, size, vmapped)
+  def evaluate(program, blocks, eval_states):
+    return _per_run_means(jax.device_get(program(eval_states, blocks)), size, vmapped)
 
-  def evaluate_test(eval_states):
-    return _per_run_means(jax.device_get(test_c(eval_states, test)), size, vmapped)
+  def evaluate_test(eval_states):  # the test set is read at the end only, unless the workload asks for more
+    return evaluate(test_c, test, eval_states)
 
   t0 = time.perf_counter()
-  ev_valid, ev_test = evaluate(eval_states, workload.test_every_eval)
+  ev_valid = evaluate(valid_c, valid, eval_states)
+  ev_test = evaluate_test(eval_states) if workload.test_every_eval else None
   eval_seconds = time.perf_counter() - t0
   metric_names = [k for k in ev_valid if not (workload.surface is not None and k in ("u", "v"))]
   curves: dict[str, list[list[Any]]] = {"step": [], "seconds": [], "train_loss": []}
@@ -467,7 +464,8 @@ def _train_program(workload: Workload, problem: Problem, opt: search.BenchOptimi
       if diverged_at[r] is None and bad is not None:
         diverged_at[r] = start + bad + 1
     t0 = time.perf_counter()
-    ev_valid, ev_test = evaluate(eval_states, workload.test_every_eval)
+    ev_valid = evaluate(valid_c, valid, eval_states)
+    ev_test = evaluate_test(eval_states) if workload.test_every_eval else None
     for r in range(size):  # a validation loss that is not finite stops a run too
       if diverged_at[r] is None and not np.isfinite(ev_valid["loss"][r]):
         diverged_at[r] = start + length

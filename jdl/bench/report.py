@@ -391,13 +391,10 @@ def _sections(directory: Path, records: Sequence[Mapping[str, Any]]) -> tuple[li
 
   sessions = _meta(directory)
   last = sessions[-1] if sessions else {}
-  targets = {k: v for s in sessions for k, v in (s.get("targets") or {}).items()}
-  suite = suite_lib.suite_of(sessions)
-  status = None
-  if suite is not None:  # compare exactly the runs of the suite's protocol
-    records, status = suite_lib.protocol_view(suite, records)
+  compared = suite_lib.comparison(records, sessions)  # exactly the runs of the suite's protocol
+  suite, records, targets = compared.suite, compared.records, compared.targets
   grouped = analysis.group(records)
-  pair_summaries = analysis.summaries(records, targets, status)
+  pair_summaries = compared.summaries()
   board = analysis.leaderboard(pair_summaries)
   scored = analysis.scored(pair_summaries)
   timed = analysis.timeable(pair_summaries)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import math
 import os
@@ -159,13 +160,20 @@ class Suite:
     recorded = self.recorded_targets().get(name)
     return wl.with_budget(target=recorded["target"]) if recorded else wl
 
-  def recorded_targets(self) -> dict[str, dict[str, Any]]:
-    """``{workload: {"target": value, ...}}`` of the suite's ``targets`` file (empty without one)."""
+  @functools.cached_property
+  def _recorded(self) -> dict[str, dict[str, Any]]:
     if self.targets is None:
       return {}
     from jdl.bench import targets as targets_lib  # pylint: disable=g-import-not-at-top
 
     return targets_lib.load(self.targets)["workloads"]
+
+  def recorded_targets(self) -> dict[str, dict[str, Any]]:
+    """``{workload: {"target": value, ...}}`` of the suite's ``targets`` file (empty without one).
+
+    Read once per suite object, so a suite keeps the targets it started with.
+    """
+    return self._recorded
 
   def optimizer(self, name: str | search.BenchOptimizer) -> search.BenchOptimizer:
     """The optimizer ``name`` with this suite's shared space, then its search-space overrides."""
@@ -426,6 +434,39 @@ def protocol_view(suite: Suite, records: Sequence[Mapping[str, Any]]
       status[(name, opt_name)] = {"unresolved": plan.unresolved, "incomplete": plan.missing is not None,
                                   "rounds": plan.rounds}
   return kept, status
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+  """What a results directory compares: the runs of its suite's protocol, their status and the targets in force.
+
+  Attributes:
+    suite: the suite rebuilt from ``meta.json`` (None: it could not be, and every record is compared).
+    records: the records compared.
+    status: ``protocol_view``'s per-pair status (None without a suite).
+    targets: ``{workload: target}`` of the sessions, the latest winning.
+  """
+
+  suite: Suite | None
+  records: list[Mapping[str, Any]]
+  status: dict[tuple[str, str], dict[str, Any]] | None
+  targets: dict[str, float]
+
+  def summaries(self) -> list[dict[str, Any]]:
+    """``analysis.summaries`` of the compared records."""
+    from jdl.bench import analysis  # pylint: disable=g-import-not-at-top
+
+    return analysis.summaries(self.records, self.targets, self.status)
+
+
+def comparison(records: Sequence[Mapping[str, Any]], sessions: Sequence[Mapping[str, Any]]) -> Comparison:
+  """The ``Comparison`` of a results directory's records and ``meta.json`` sessions (reports and docs use it)."""
+  targets = {k: v for s in sessions for k, v in (s.get("targets") or {}).items()}
+  suite = suite_of(sessions)
+  if suite is None:
+    return Comparison(None, list(records), None, targets)
+  kept, status = protocol_view(suite, records)
+  return Comparison(suite, kept, status, targets)
 
 
 def suite_of(sessions: Sequence[Mapping[str, Any]]) -> Suite | None:
